@@ -1,0 +1,400 @@
+"""Command line: python -m fmnist {models,train,evaluate,predict,ensemble,bench,download}.
+
+Plain text for people; --json prints exactly one JSON object on stdout for scripts.
+Bad input of any kind ends with a one-line error on stderr and a non-zero exit, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import bench as bench_mod
+from .checkpoints import CHECKPOINT_DIR, CheckpointError, build_card, load_checkpoint, round_to_fp16, save_checkpoint
+from .data import CLASSES, DatasetError, load_dataset
+from .evaluate import EvalResult, evaluate
+from .models import Ensemble, count_params, create_model, get_spec, list_models, param_count
+from .preprocess import ImageError, preprocess
+from .train import PRESETS, BatchEvent, ConfigError, DoneEvent, EpochEvent, iter_training, predict_logits, preset_config
+
+SUBSET_N = 1000  # the fixed test subset (first 1,000 images) whose accuracy each card records
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+def err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def emit_json(obj: Any) -> None:
+    print(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def test_metrics(result: EvalResult, sub: EvalResult | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {**result.summary(), "per_class": result.per_class_rows(), "confusion": result.confusion}
+    if sub is not None:
+        out[f"subset{SUBSET_N}_accuracy"] = sub.accuracy
+    return out
+
+
+def evaluate_test(model: torch.nn.Module, tta_flip: bool, limit: int | None = None) -> tuple[EvalResult, EvalResult]:
+    """Full test set (or the first `limit` images) and the fixed first-1,000 subset."""
+    ds = load_dataset()
+    x, y = ds.test_images, ds.test_labels
+    if limit:
+        x, y = x[:limit], y[:limit]
+    full = evaluate(model, x, y, tta_flip=tta_flip)
+    sub_logits = torch.from_numpy(np.log(np.clip(full.probs[:SUBSET_N], 1e-12, None)))
+    from .evaluate import metrics_from_logits
+
+    return full, metrics_from_logits(sub_logits, y[:SUBSET_N])
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    rows = []
+    for name in list_models():
+        spec = get_spec(name)
+        rows.append(
+            {"name": name, "params": param_count(name), "reported": spec.reported,
+             "description": spec.description, "recipe": spec.recipe, "source": spec.source}
+        )  # fmt: skip
+    if a.json:
+        emit_json({"models": rows, "presets": list(PRESETS)})
+        return 0
+    print(f"{'model':<9} {'params':>10} {'reported':>9}  description")
+    for r in rows:
+        rep = f"{r['reported']:.1f}%" if r["reported"] else "-"
+        print(f"{r['name']:<9} {r['params']:>10,} {rep:>9}  {r['description']}")
+    print(f"\npresets: {', '.join(PRESETS)}   (python -m fmnist train --preset NAME)")
+    return 0
+
+
+def build_config(a: argparse.Namespace):
+    aug = {k: getattr(a, k) for k in ("flip", "shift", "rotate", "zoom") if getattr(a, k) is not None}
+    overrides = dict(
+        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer, schedule=a.schedule,
+        weight_decay=a.weight_decay, label_smoothing=a.label_smoothing, val_fraction=a.val_fraction,
+        patience=a.patience, subset=a.subset, seed=a.seed, device=a.device, precision=a.precision,
+        tta_flip=a.tta_flip, log_every=a.log_every,
+    )  # fmt: skip
+    if a.preset and a.arch:
+        raise CLIError("give --arch or --preset, not both")
+    base = a.preset or a.arch or "quick"
+    if base not in PRESETS:
+        raise CLIError(f"unknown {'preset' if a.preset else 'arch'} {base!r}; valid: {', '.join(PRESETS)}")
+    if aug:
+        overrides["augment"] = {**PRESETS[base].get("augment", {}), **aug}
+    if a.dry_run:
+        overrides.update(epochs=1, subset=512, val_fraction=0.1)
+    return preset_config(base, **overrides)
+
+
+class Progress:
+    """Human progress on stderr: a live line per batch on a terminal, a line per epoch always."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, ev: Any) -> None:
+        if self.quiet:
+            return
+        if isinstance(ev, BatchEvent) and self.tty:
+            bar = "#" * int(ev.progress * 30)
+            print(
+                f"\r[{bar:<30}] epoch {ev.epoch} {ev.batch}/{ev.batches} loss {ev.loss:.3f} "
+                f"acc {ev.acc:.3f} {ev.images_per_s:,.0f} img/s ETA {ev.eta:.0f}s ",
+                end="", file=sys.stderr, flush=True,
+            )  # fmt: skip
+        elif isinstance(ev, EpochEvent):
+            star = " *" if ev.is_best else ""
+            print(
+                f"\repoch {ev.epoch:>3}/{ev.epochs}  train loss {ev.train_loss:.4f} acc {ev.train_acc:.4f}  "
+                f"val loss {ev.val_loss:.4f} acc {ev.val_acc:.4f}  lr {ev.lr:.2e}  "
+                f"{ev.images_per_s:,.0f} img/s  {ev.elapsed:.1f}s{star}",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+
+
+def default_out(base: str) -> Path:
+    return CHECKPOINT_DIR / f"{base}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    cfg = build_config(a)
+    out = Path(a.out) if a.out else default_out(a.preset or a.arch or "quick")
+    if out.suffix != ".safetensors":
+        out = out.with_name(out.name + ".safetensors")
+    if out.exists() and not a.force and not a.dry_run:
+        raise CLIError(f"{out} exists; pass --force to replace it, or choose another --out")
+    data = load_dataset(a.data_dir)
+    wall0 = time.perf_counter()
+    progress = Progress(a.json)
+    stop = threading.Event()
+    result = None
+    try:
+        for ev in iter_training(cfg, data, stop):
+            progress(ev)
+            if isinstance(ev, DoneEvent):
+                result = ev.result
+    except KeyboardInterrupt:  # Ctrl-C once: stop after this batch and keep the best weights
+        stop.set()
+        raise CLIError("interrupted") from None
+    wall = time.perf_counter() - wall0
+    assert result is not None
+    summary: dict[str, Any] = {
+        "status": result.status, "message": result.message, "arch": cfg.arch, "preset": a.preset,
+        "train_time_s": round(result.train_time_s, 2), "wall_time_s": round(wall, 2),
+        "best_epoch": result.best_epoch, "val_accuracy": result.val_acc, "params": result.params,
+        "device": result.device, "precision": result.precision,
+    }  # fmt: skip
+    if result.model is None:  # diverged: nothing is saved
+        summary["checkpoint"] = None
+        emit_json(summary) if a.json else err(result.message)
+        return 3
+    round_to_fp16(result.model)  # measure exactly what the checkpoint will hold
+    full, sub = evaluate_test(result.model, cfg.tta_flip)
+    summary["test_accuracy"] = full.accuracy
+    summary["test_loss"] = full.loss
+    summary["macro_f1"] = full.macro_f1
+    if a.dry_run:
+        summary["checkpoint"] = None
+    else:
+        command = "python -m fmnist " + " ".join(shlex.quote(s) for s in sys.argv[1:])
+        card = build_card(result, test_metrics(full, sub), command)
+        card["preset"] = a.preset
+        card["wall_time_s"] = round(wall, 2)
+        summary["checkpoint"] = str(save_checkpoint(result.model, card, out))
+    if a.json:
+        emit_json(summary)
+    else:
+        print(f"\n{result.message}")
+        print(
+            f"test accuracy {full.accuracy:.2%}  loss {full.loss:.4f}  macro-F1 {full.macro_f1:.4f}  "
+            f"({result.params:,} params, {result.device}/{result.precision})"
+        )
+        print(f"training time {result.train_time_s:.1f}s, wall time {wall:.1f}s")
+        print(f"saved {summary['checkpoint']}" if summary["checkpoint"] else "dry run: nothing saved")
+    return 0
+
+
+def print_report(res: EvalResult) -> None:
+    print(f"accuracy {res.accuracy:.2%}   loss {res.loss:.4f}   macro-F1 {res.macro_f1:.4f}   ECE {res.ece:.4f}")
+    print(f"\n{'class':<12} {'acc':>6} {'prec':>6} {'rec':>6} {'f1':>6} {'support':>8}")
+    for r in res.per_class_rows():
+        print(
+            f"{r['class']:<12} {r['accuracy']:>6.3f} {r['precision']:>6.3f} {r['recall']:>6.3f} "
+            f"{r['f1']:>6.3f} {r['support']:>8}"
+        )
+    short = [c.split("/")[0][:7] for c in CLASSES]
+    print("\nconfusion matrix (rows = true, columns = predicted)")
+    print(" " * 8 + "".join(f"{s:>8}" for s in short))
+    for s, row in zip(short, res.confusion):
+        print(f"{s:<8}" + "".join(f"{v:>8}" for v in row))
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(a.checkpoint)
+    load_dataset(a.data_dir)
+    t0 = time.perf_counter()
+    full, sub = evaluate_test(ckpt.model, ckpt.tta_flip, a.limit)
+    dt = time.perf_counter() - t0
+    if a.json:
+        emit_json({"checkpoint": str(a.checkpoint), "arch": ckpt.card["arch"], "params": count_params(ckpt.model),
+                   "seconds": round(dt, 3), "tta_flip": ckpt.tta_flip, **test_metrics(full, sub)})  # fmt: skip
+        return 0
+    print(f"{a.checkpoint}: {ckpt.card['arch']}, {count_params(ckpt.model):,} params, {len(full.labels)} test images")
+    print_report(full)
+    print(f"\nevaluated in {dt:.2f}s")
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(a.checkpoint)
+    results, failed = [], 0
+    for path in a.images:
+        try:
+            pre = preprocess(path)
+        except ImageError as e:
+            err(f"{path}: {e}")
+            failed += 1
+            continue
+        logits = predict_logits(ckpt.model, pre.tensor(), tta_flip=ckpt.tta_flip)
+        probs = logits.softmax(1)[0].numpy()
+        order = np.argsort(-probs)
+        results.append(
+            {"image": str(path), "class": CLASSES[order[0]], "index": int(order[0]), "confidence": float(probs[order[0]]),
+             "probabilities": {CLASSES[i]: float(probs[i]) for i in range(len(CLASSES))},
+             "preprocessing": [s for s, _ in pre.steps], "notes": pre.notes, "inverted": pre.inverted}
+        )  # fmt: skip
+        if not a.json:
+            top = ", ".join(f"{CLASSES[i]} {probs[i]:.1%}" for i in order[: a.top])
+            print(f"{path}: {CLASSES[order[0]]} ({probs[order[0]]:.1%})   top-{a.top}: {top}")
+            for n in pre.notes:
+                print(f"    note: {n}")
+    if a.json:
+        emit_json({"checkpoint": str(a.checkpoint), "predictions": results, "failed": failed})
+    return 1 if failed else 0
+
+
+def cmd_ensemble(a: argparse.Namespace) -> int:
+    members = [load_checkpoint(p) for p in a.checkpoints]
+    if any(m.card["arch"] == "ensemble" for m in members):
+        raise CLIError("an ensemble cannot contain another ensemble")
+    specs = [{"arch": m.card["arch"], "kwargs": m.card.get("kwargs", {})} for m in members]
+    model = create_model("ensemble", members=specs, vote=a.vote)
+    assert isinstance(model, Ensemble)
+    for slot, m in zip(model.members, members):
+        slot.load_state_dict(m.model.state_dict())
+    model.eval()
+    full, sub = evaluate_test(model, False)
+    card = {
+        "arch": "ensemble", "kwargs": {"members": specs, "vote": a.vote},
+        "members": [{"name": m.name, "arch": m.card["arch"],
+                     "test_accuracy": m.card.get("metrics", {}).get("test", {}).get("accuracy")} for m in members],
+        "metrics": {"test": test_metrics(full, sub), "val": {}},
+        "train_time_s": sum(m.card.get("train_time_s", 0) for m in members),
+        "command": "python -m fmnist " + " ".join(shlex.quote(s) for s in sys.argv[1:]),
+        "history": [], "config": {"tta_flip": False, "arch": "ensemble"},
+    }  # fmt: skip
+    path = save_checkpoint(model, card, a.out)
+    if a.json:
+        emit_json({"checkpoint": str(path), "test_accuracy": full.accuracy, "members": card["members"]})
+    else:
+        print(f"{a.vote} vote of {len(members)} models: test accuracy {full.accuracy:.2%}; saved {path}")
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    res = bench_mod.run(arch=a.arch, batch_size=a.batch_size, batches=a.batches, rounds=a.rounds)
+    if a.json:
+        emit_json(res)
+    else:
+        bench_mod.print_report(res)
+    return 0
+
+
+def cmd_download(a: argparse.Namespace) -> int:
+    from .data import download
+
+    path = download(a.dest)
+    ds = load_dataset(path)
+    print(f"Fashion-MNIST ready in {path} (verified: {ds.verified})")
+    return 0
+
+
+def cmd_data(a: argparse.Namespace) -> int:
+    ds = load_dataset(a.data_dir)
+    info = {"root": str(ds.root), "train": len(ds.train_labels), "test": len(ds.test_labels),
+            "checksum": ds.checksum, "verified": ds.verified}  # fmt: skip
+    emit_json(info) if a.json else print("\n".join(f"{k}: {v}" for k, v in info.items()))
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
+    return v
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fmnist", description="Fashion-MNIST Studio command line.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        sp.add_argument("--data-dir", help="folder with the four .gz files (default: auto-discover)")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("models", cmd_models, "list the model zoo")
+    add("data", cmd_data, "show where the dataset was found and whether it verifies")
+
+    t = add("train", cmd_train, "train a zoo model or preset and save a checkpoint")
+    t.add_argument("--arch", help=f"architecture: {', '.join(list_models())}")
+    t.add_argument("--preset", help=f"recipe preset: {', '.join(PRESETS)} (default: quick)")
+    t.add_argument("--epochs", type=positive_int)
+    t.add_argument("--batch-size", type=positive_int)
+    t.add_argument("--lr", type=float, help="learning rate (peak lr for one-cycle)")
+    t.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    t.add_argument("--schedule", choices=["constant", "onecycle", "cosine"])
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--val-fraction", type=float, help="validation split, e.g. 0.1 or 0.2")
+    t.add_argument("--patience", type=positive_int, help="early stopping patience in epochs")
+    t.add_argument("--subset", type=positive_int, help="train on a class-balanced subset of N images")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    t.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
+    t.add_argument("--shift", type=float, help="max random shift, fraction of the side")
+    t.add_argument("--rotate", type=float, help="max random rotation, degrees")
+    t.add_argument("--zoom", type=float, help="max random zoom, fraction")
+    t.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None, help="flip test-time aug")
+    t.add_argument("--log-every", type=positive_int)
+    t.add_argument("--out", help="checkpoint path (default: checkpoints/<preset>-<time>.safetensors)")
+    t.add_argument("--force", action="store_true", help="replace an existing --out file")
+    t.add_argument("--dry-run", action="store_true", help="1 epoch on 512 images, save nothing (smoke test)")
+
+    e = add("evaluate", cmd_evaluate, "test-set metrics, per-class table and confusion matrix of a checkpoint")
+    e.add_argument("checkpoint")
+    e.add_argument("--limit", type=positive_int, help="only the first N test images")
+
+    pr = add("predict", cmd_predict, "classify image files (any size or mode)")
+    pr.add_argument("checkpoint")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--top", type=positive_int, default=3)
+
+    en = add("ensemble", cmd_ensemble, "combine saved checkpoints by soft or majority vote")
+    en.add_argument("checkpoints", nargs="+")
+    en.add_argument("--vote", choices=["soft", "majority"], default="soft")
+    en.add_argument("--out", required=True)
+
+    b = add("bench", cmd_bench, "throughput of this loop vs a per-sample DataLoader loop, eval and predict latency")
+    b.add_argument("--arch", default="cnn2")
+    b.add_argument("--batch-size", type=positive_int, default=128)
+    b.add_argument("--batches", type=positive_int, default=40, help="batches per timed round")
+    b.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds per side")
+
+    d = add("download", cmd_download, "download the dataset (checksummed) into ./data; needs internet")
+    d.add_argument("--dest", default="data")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    if getattr(a, "data_dir", None):
+        import os
+
+        os.environ["FMNIST_DATA_DIR"] = a.data_dir
+    try:
+        return a.fn(a)
+    except (CLIError, DatasetError, CheckpointError, ConfigError, ImageError) as e:
+        err(str(e))
+    except KeyError as e:  # unknown model names etc. carry their own message
+        err(str(e.args[0]) if e.args else repr(e))
+    except (ValueError, OSError) as e:
+        err(f"{type(e).__name__}: {e}")
+    except KeyboardInterrupt:
+        err("interrupted")
+        return 130
+    return 2

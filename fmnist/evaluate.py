@@ -1,0 +1,129 @@
+"""Evaluation: logits are computed once, and every metric is derived from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from torch import nn
+
+from .data import CLASSES, NUM_CLASSES
+from .train import predict_logits
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """All metrics of one model on one labelled image set. Arrays are numpy."""
+
+    accuracy: float
+    loss: float
+    macro_f1: float
+    ece: float  # expected calibration error, 15 equal-width confidence bins
+    confusion: np.ndarray  # (10, 10) int, rows = true class, columns = predicted
+    precision: np.ndarray  # (10,)
+    recall: np.ndarray  # (10,) = per-class accuracy
+    f1: np.ndarray  # (10,)
+    support: np.ndarray  # (10,)
+    probs: np.ndarray  # (N, 10) float32
+    labels: np.ndarray  # (N,)
+    preds: np.ndarray  # (N,)
+
+    @property
+    def error_indices(self) -> np.ndarray:
+        """Indices of the misclassified samples, most confident mistakes first."""
+        wrong = np.flatnonzero(self.preds != self.labels)
+        return wrong[np.argsort(-self.confidence[wrong], kind="stable")]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """Probability of the predicted class, (N,)."""
+        return self.probs.max(1)
+
+    def per_class_rows(self) -> list[dict[str, float | str | int]]:
+        """One dict per class: class, accuracy, precision, recall, f1, support."""
+        return [
+            {
+                "class": CLASSES[c],
+                "accuracy": float(self.recall[c]),
+                "precision": float(self.precision[c]),
+                "recall": float(self.recall[c]),
+                "f1": float(self.f1[c]),
+                "support": int(self.support[c]),
+            }
+            for c in range(NUM_CLASSES)
+        ]
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "accuracy": self.accuracy,
+            "loss": self.loss,
+            "macro_f1": self.macro_f1,
+            "ece": self.ece,
+            "n": int(len(self.labels)),
+            "errors": int((self.preds != self.labels).sum()),
+        }
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE: sample-weighted mean |accuracy - confidence| over equal-width confidence bins."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def reliability_curve(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[str, np.ndarray]:
+    """Per confidence bin: mean confidence, accuracy and count (for a reliability diagram)."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    safe = np.maximum(count, 1)
+    return {
+        "confidence": np.bincount(which, conf, bins) / safe,
+        "accuracy": np.bincount(which, correct.astype(float), bins) / safe,
+        "count": count,
+        "edges": edges,
+    }
+
+
+def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> EvalResult:
+    """Derive every metric from logits (N, 10) and integer labels (N,)."""
+    logits = logits.float()
+    loss = F.cross_entropy(logits, labels).item()
+    probs = logits.softmax(1).numpy()
+    y = labels.numpy()
+    pred = probs.argmax(1)
+    classes = list(range(NUM_CLASSES))
+    p, r, f1, s = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
+    return EvalResult(
+        accuracy=float((pred == y).mean()),
+        loss=loss,
+        macro_f1=float(f1.mean()),
+        ece=expected_calibration_error(probs, y),
+        confusion=confusion_matrix(y, pred, labels=classes),
+        precision=p,
+        recall=r,
+        f1=f1,
+        support=s,
+        probs=probs.astype(np.float32),
+        labels=y,
+        preds=pred,
+    )
+
+
+def evaluate(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, tta_flip: bool = False, precision: str = "fp32"
+) -> EvalResult:
+    """Run `model` once over uint8 images (N, 28, 28) and compute all metrics."""
+    return metrics_from_logits(predict_logits(model, images, tta_flip=tta_flip, precision=precision), labels)

@@ -1,0 +1,345 @@
+"""The model zoo: a registry of architectures, each with its description and public recipe.
+
+Every model maps a normalised batch (B, 1, 28, 28) to logits (B, 10).
+
+    >>> list_models()
+    ['logreg', 'mlp', 'mlp2', 'cnn2', 'cnn3bn', 'keras1', 'keras2', 'keras3', 'quickcnn', 'resnet', 'ensemble']
+    >>> create_model("cnn2")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One zoo entry."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    recipe: dict[str, Any]  # TrainConfig fields of the public recipe
+    reported: float | None = None  # test accuracy claimed by the public source, in %
+    source: str = ""
+    default_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, description: str, recipe: dict, reported: float | None = None, source: str = ""):
+    def deco(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = ModelSpec(name, builder, description, recipe, reported, source)
+        return builder
+
+    return deco
+
+
+def list_models() -> list[str]:
+    """Names of all registered architectures, in zoo order."""
+    return list(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The registry entry for `name`; an unknown name raises KeyError listing the valid ones."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; valid models: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a fresh, randomly initialised model of architecture `name`.
+
+    Args:
+        name: a registered architecture (see `list_models()`).
+        **kwargs: architecture options, e.g. `kernel_size=5` for `cnn2`.
+
+    Raises:
+        KeyError: unknown name (the message lists the valid ones).
+        TypeError: an option the architecture does not take.
+    """
+    return get_spec(name).builder(**kwargs)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def param_count(name: str, **kwargs: Any) -> int:
+    """Parameter count of architecture `name`, without training anything."""
+    return count_params(create_model(name, **kwargs))
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def conv_bn(c_in: int, c_out: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def dense_stack(sizes: list[int], dropout: float) -> list[nn.Module]:
+    """Linear+ReLU(+Dropout) layers through `sizes`, then a Linear head to 10 classes."""
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+    return layers + [nn.Linear(sizes[-1], NUM_CLASSES)]
+
+
+# Recipes name TrainConfig fields (see fmnist.train). Keras defaults: Adam lr 1e-3.
+KERAS_AUG = {"rotate": 10.0, "shift": 0.1, "zoom": 0.1, "flip": False}
+
+
+# ---------------------------------------------------------------- the zoo
+
+
+@register(
+    "logreg",
+    "Logistic regression on raw pixels: the classical linear baseline",
+    {"epochs": 10, "batch_size": 256, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.1},
+    reported=84.2,
+    source="Zalando benchmark, sklearn LogisticRegression",
+)
+def logreg() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, NUM_CLASSES))
+
+
+@register(
+    "mlp",
+    "Flatten - Dense 128 (ReLU) - Dropout 0.2 - Dense 10 (TensorFlow tutorial MLP)",
+    {"epochs": 10, "batch_size": 32, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.1},
+    reported=88.0,
+    source="TensorFlow basic classification tutorial",
+)
+def mlp(hidden: int = 128, dropout: float = 0.2) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), *dense_stack([28 * 28, hidden], dropout))
+
+
+@register(
+    "mlp2",
+    "MLP with two hidden layers, 256 and 128 (ReLU, Dropout 0.2)",
+    {"epochs": 15, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.1},
+    reported=88.0,
+    source="public two-hidden-layer MLP report",
+)
+def mlp2(h1: int = 256, h2: int = 128, dropout: float = 0.2) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), *dense_stack([28 * 28, h1, h2], dropout))
+
+
+class CNN2(nn.Module):
+    """conv32 - pool - conv64 - pool - dense128 - dense10 (Keras 'valid' padding)."""
+
+    def __init__(self, kernel_size: int = 3, c1: int = 32, c2: int = 64, hidden: int = 128):
+        super().__init__()
+        k = kernel_size
+        s1 = (28 - k + 1) // 2  # after conv1 + pool
+        s2 = (s1 - k + 1) // 2  # after conv2 + pool
+        if s2 < 1:
+            raise ValueError(f"kernel_size={k} is too large for 28x28 input")
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, k), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, k), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.head = nn.Sequential(nn.Flatten(), *dense_stack([c2 * s2 * s2, hidden], 0.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@register(
+    "cnn2",
+    "conv32-pool-conv64-pool-dense128-dense10, the classic two-conv CNN",
+    {"epochs": 10, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.1},
+    reported=90.2,
+    source="public Keras CNN report (Adam, batch 128, 10 epochs, 90/10 split)",
+)
+def cnn2(kernel_size: int = 3, c1: int = 32, c2: int = 64, hidden: int = 128) -> nn.Module:
+    return CNN2(kernel_size, c1, c2, hidden)
+
+
+@register(
+    "cnn3bn",
+    "Three conv blocks 64/128/256 with BatchNorm, max-pool, dropout 0.2/0.3/0.4; dense128+BN",
+    {
+        "epochs": 20, "batch_size": 32, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.2,
+        "augment": KERAS_AUG, "patience": 5, "restore_best": True,
+    },  # fmt: skip
+    reported=99.4,
+    source="public report claiming 99.4% (its supports are MNIST digits'; see docs/RESULTS.md)",
+)
+def cnn3bn(widths: tuple[int, int, int] = (64, 128, 256), hidden: int = 128) -> nn.Module:
+    layers: list[nn.Module] = []
+    c_in = 1
+    for w, p in zip(widths, (0.2, 0.3, 0.4)):
+        layers += [conv_bn(c_in, w), nn.MaxPool2d(2), nn.Dropout(p)]
+        c_in = w
+    return nn.Sequential(
+        *layers,  # 28 -> 14 -> 7 -> 3
+        nn.Flatten(),
+        nn.Linear(c_in * 3 * 3, hidden, bias=False),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(hidden, NUM_CLASSES),
+    )
+
+
+KERAS_RECIPE = {"epochs": 10, "batch_size": 512, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.2}
+
+
+@register("keras1", "Keras CNN 1: conv32-pool-dense128", KERAS_RECIPE, 89.0, "public Keras CNN report, model 1")
+def keras1(kernel_size: int = 3) -> nn.Module:
+    s = (28 - kernel_size + 1) // 2
+    return nn.Sequential(
+        nn.Conv2d(1, 32, kernel_size), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Flatten(), *dense_stack([32 * s * s, 128], 0.0),
+    )  # fmt: skip
+
+
+@register(
+    "keras2",
+    "Keras CNN 2: conv32-pool-conv64/2-pool-dense 128/256/128, dropout 0.25",
+    KERAS_RECIPE,
+    91.0,
+    "public Keras CNN report, model 2",
+)
+def keras2(kernel_size: int = 3) -> nn.Module:
+    k = kernel_size
+    return nn.Sequential(
+        nn.Conv2d(1, 32, k, padding=k // 2), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # 14
+        nn.Conv2d(32, 64, k, stride=2, padding=k // 2), nn.ReLU(inplace=True),  # 7
+        nn.MaxPool2d(2),  # 3
+        nn.Flatten(), nn.Dropout(0.25), *dense_stack([64 * 3 * 3, 128, 256, 128], 0.25),
+    )  # fmt: skip
+
+
+@register(
+    "keras3",
+    "Keras CNN 3 (deeper): conv64, conv128/2, conv64/2, each + pool; dense 128/256/256/128",
+    KERAS_RECIPE,
+    82.0,
+    "public Keras CNN report, model 3",
+)
+def keras3(kernel_size: int = 3) -> nn.Module:
+    k, p = kernel_size, kernel_size // 2
+    return nn.Sequential(
+        nn.Conv2d(1, 64, k, padding=p), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # 14
+        nn.Conv2d(64, 128, k, stride=2, padding=p), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # 7 -> 3
+        nn.Conv2d(128, 64, k, stride=2, padding=p), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # 2 -> 1
+        nn.Flatten(), *dense_stack([64, 128, 256, 256, 128], 0.25),
+    )  # fmt: skip
+
+
+@register(
+    "quickcnn",
+    "Small BatchNorm CNN (32-64-128) built for the one-minute classroom demo",
+    {
+        "epochs": 4, "batch_size": 256, "lr": 4e-3, "optimizer": "adamw", "weight_decay": 5e-4,
+        "schedule": "onecycle", "label_smoothing": 0.1, "val_fraction": 0.1,
+    },  # fmt: skip
+    source="this project",
+)
+def quickcnn(widths: tuple[int, int, int] = (32, 64, 128)) -> nn.Module:
+    a, b, c = widths
+    return nn.Sequential(
+        conv_bn(1, a), nn.MaxPool2d(2),  # 14
+        conv_bn(a, b), nn.MaxPool2d(2),  # 7
+        conv_bn(b, c),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c, NUM_CLASSES),
+    )  # fmt: skip
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 conv-BN-ReLU layers with an identity shortcut."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(c, c), conv_bn(c, c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResNet(nn.Module):
+    """A ResNet-9-style net for 28x28: stem, then per stage conv-pool and a residual block."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.0):
+        super().__init__()
+        stages: list[nn.Module] = [conv_bn(1, widths[0])]  # (B, w0, 28, 28)
+        for i, (a, b) in enumerate(zip(widths, widths[1:])):
+            stages += [conv_bn(a, b), nn.MaxPool2d(2)]  # 28 -> 14 -> 7 -> 3
+            if i != 1:  # as in ResNet-9 (DAWNBench): the middle stage has no residual block
+                stages.append(ResBlock(b))
+        self.features = nn.Sequential(*stages)
+        self.head = nn.Sequential(
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(widths[-1], NUM_CLASSES)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@register(
+    "resnet",
+    "ResNet-9-style net (32-64-128-256, residual blocks): the zoo's best single model",
+    {
+        "epochs": 18, "batch_size": 256, "lr": 0.2, "optimizer": "sgd", "weight_decay": 5e-4,
+        "schedule": "onecycle", "label_smoothing": 0.1, "val_fraction": 0.1,
+        "augment": {"flip": True, "shift": 0.1, "rotate": 0.0, "zoom": 0.0}, "tta_flip": True,
+    },  # fmt: skip
+    source="this project (ResNet18 reaches 94.9% in Zalando's benchmark)",
+)
+def resnet(widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.0) -> nn.Module:
+    return ResNet(tuple(widths), dropout)
+
+
+class Ensemble(nn.Module):
+    """Combines member models by soft vote (mean probability) or majority vote.
+
+    Returns log-probabilities, so its output works as logits everywhere. Under majority
+    vote the class with most votes wins and the mean probability breaks ties.
+    """
+
+    def __init__(self, members: list[dict[str, Any]] | None = None, vote: str = "soft"):
+        super().__init__()
+        if vote not in ("soft", "majority"):
+            raise ValueError(f"vote must be 'soft' or 'majority', got {vote!r}")
+        if members is None:  # the report's idea: the same CNN with different kernel sizes
+            members = [{"arch": "cnn2", "kwargs": {"kernel_size": k}} for k in (3, 5, 7)]
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.member_specs = members
+        self.vote = vote
+        self.members = nn.ModuleList(create_model(m["arch"], **m.get("kwargs", {})) for m in members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([m(x).float().softmax(-1) for m in self.members])  # (M, B, 10)
+        mean = probs.mean(0)
+        if self.vote == "soft":
+            return mean.clamp_min(1e-9).log()
+        votes = nn.functional.one_hot(probs.argmax(-1), NUM_CLASSES).sum(0).float()  # (B, 10)
+        score = votes + 0.5 * mean  # mean < 1 only breaks ties between equal vote counts
+        return (score / score.sum(-1, keepdim=True)).log()
+
+
+@register(
+    "ensemble",
+    "Soft or majority vote over saved models (default: cnn2 with kernel sizes 3, 5, 7)",
+    {"epochs": 10, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.1},
+    source="public report combining CNNs of different kernel sizes by majority vote",
+)
+def ensemble(members: list[dict[str, Any]] | None = None, vote: str = "soft") -> nn.Module:
+    return Ensemble(members, vote)
