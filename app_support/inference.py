@@ -1,0 +1,50 @@
+"""Single-image inference for the Predict and Misclassified pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from app_support.plots import heat_overlay
+from app_support.state import available_models, get_checkpoint
+from fmnist.checkpoints import Checkpoint, CheckpointError
+from fmnist.data import CLASSES
+from fmnist.explain import grad_cam, saliency
+from fmnist.train import predict_logits
+
+
+def probs(ckpt: Checkpoint, image: np.ndarray) -> np.ndarray:
+    """Class probabilities (10,) for one uint8 28x28 image, through the model's predict path."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).reshape(1, 28, 28)
+    return predict_logits(ckpt.model, x, tta_flip=ckpt.tta_flip).softmax(1)[0].numpy()
+
+
+def all_votes(image: np.ndarray) -> pd.DataFrame:
+    """What every available model predicts for the same image."""
+    rows = []
+    for e in available_models():
+        try:
+            p = probs(get_checkpoint(e.key), image)
+        except (CheckpointError, OSError):
+            continue
+        top = int(p.argmax())
+        rows.append({"model": e.label, "prediction": CLASSES[top], "confidence": float(p[top])})
+    return pd.DataFrame(rows)
+
+
+def explanations(ckpt: Checkpoint, image: np.ndarray, target: int) -> list[tuple[str, np.ndarray]]:
+    """(caption, RGB overlay) for saliency and, for conv nets, Grad-CAM."""
+    x = torch.from_numpy(np.ascontiguousarray(image))
+    out = [("Saliency: pixels that move the score most", heat_overlay(image, saliency(ckpt.model, x, target)))]
+    cam = grad_cam(ckpt.model, x, target)
+    if cam is not None:
+        out.append(("Grad-CAM: regions the last conv layer used", heat_overlay(image, cam)))
+    return out
+
+
+def show_explanations(ckpt: Checkpoint, image: np.ndarray, target: int, width: int = 200) -> None:
+    cols = st.columns(2)
+    for col, (caption, rgb) in zip(cols, explanations(ckpt, image, target)):
+        col.image(np.kron(rgb, np.ones((8, 8, 1), dtype=np.uint8)), caption=caption, width=width)

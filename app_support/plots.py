@@ -1,0 +1,150 @@
+"""Plotly figures with one colour per class everywhere, and image helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from fmnist.data import CLASSES
+
+# One colour per class, on every page (Tableau 10: distinct, colour-blind friendly).
+CLASS_COLORS = [
+    "#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F",
+    "#EDC948", "#B07AA1", "#FF9DA7", "#9C755F", "#BAB0AC",
+]  # fmt: skip
+SHORT = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
+LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), font=dict(size=14))
+
+
+def upscale(img: np.ndarray, factor: int = 6) -> np.ndarray:
+    """Nearest-neighbour enlargement so 28x28 pixels stay crisp on a projector."""
+    return np.kron(img, np.ones((factor, factor), dtype=img.dtype))
+
+
+def mosaic(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndarray:
+    """(rows*cols, 28, 28) uint8 -> one image with a dark gap between tiles."""
+    h, w = images.shape[1:]
+    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), 40, np.uint8)
+    for i, im in enumerate(images[: rows * cols]):
+        r, c = divmod(i, cols)
+        out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = im
+    return out
+
+
+def gallery_fig(images: np.ndarray, per_class: int) -> go.Figure:
+    """Rows of samples, one row per class, labelled with the class name."""
+    m = mosaic(images, len(CLASSES), per_class)
+    fig = go.Figure(go.Heatmap(z=m[::-1], colorscale="gray", showscale=False, hovertemplate="pixel %{z}<extra></extra>"))
+    step = m.shape[0] / len(CLASSES)
+    fig.update_yaxes(
+        tickvals=[m.shape[0] - (i + 0.5) * step for i in range(len(CLASSES))], ticktext=list(CLASSES),
+        scaleanchor="x", showgrid=False, zeroline=False,
+    )  # fmt: skip
+    fig.update_xaxes(visible=False)
+    fig.update_layout(height=620, **LAYOUT)
+    return fig
+
+
+def balance_fig(train_counts: np.ndarray, test_counts: np.ndarray) -> go.Figure:
+    fig = make_subplots(1, 2, subplot_titles=("Training set (60,000)", "Test set (10,000)"))
+    for col, counts in ((1, train_counts), (2, test_counts)):
+        fig.add_bar(x=list(CLASSES), y=counts, marker_color=CLASS_COLORS, row=1, col=col, showlegend=False,
+                    hovertemplate="%{x}: %{y:,} images<extra></extra>")  # fmt: skip
+    fig.update_layout(height=330, **LAYOUT)
+    return fig
+
+
+def confusion_fig(cm: np.ndarray, normalized: bool, title: str = "Confusion matrix") -> go.Figure:
+    z = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalized else cm
+    text = np.vectorize(lambda v: f"{v:.0%}" if normalized else f"{int(v)}")(z)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=SHORT, y=SHORT, colorscale="Blues", text=text, texttemplate="%{text}",
+            customdata=cm, hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_yaxes(autorange="reversed", title="true class")
+    fig.update_xaxes(title="predicted class", side="top")
+    fig.update_layout(title=title, height=560, **LAYOUT)
+    return fig
+
+
+def confusion_diff_fig(cm_a: np.ndarray, cm_b: np.ndarray, name_a: str, name_b: str) -> go.Figure:
+    """B minus A. Off the diagonal red means B makes more of that mistake; on it blue is better."""
+    d = cm_b.astype(int) - cm_a.astype(int)
+    lim = max(1, int(np.abs(d).max()))
+    # Flip the diagonal's sign for the colour so that "better" is always blue.
+    colour = -d.astype(float)
+    np.fill_diagonal(colour, np.diag(d))
+    fig = go.Figure(
+        go.Heatmap(
+            z=colour, x=SHORT, y=SHORT, zmin=-lim, zmax=lim, colorscale="RdBu", text=d, texttemplate="%{text:+d}",
+            customdata=d, hovertemplate=f"true %{{y}}, predicted %{{x}}: {name_b} - {name_a} = %{{customdata:+d}}<extra></extra>",
+            showscale=False,
+        )
+    )  # fmt: skip
+    fig.update_yaxes(autorange="reversed", title="true class")
+    fig.update_xaxes(title="predicted class", side="top")
+    fig.update_layout(title=f"Confusion diff: {name_b} minus {name_a} (blue = {name_b} better)", height=560, **LAYOUT)
+    return fig
+
+
+def curves_fig(history: list[dict], batches: list | None = None, epochs_total: int | None = None) -> go.Figure:
+    """Loss and accuracy vs epoch: train (per batch when given) and validation per epoch."""
+    fig = make_subplots(1, 2, subplot_titles=("Loss", "Accuracy"))
+    if batches:
+        x = [b.epoch - 1 + b.batch / b.batches for b in batches]
+        fig.add_scatter(x=x, y=[b.loss for b in batches], name="train (running)", line=dict(color="#4E79A7"), row=1, col=1)
+        fig.add_scatter(x=x, y=[b.acc for b in batches], name="train (running)", line=dict(color="#4E79A7"),
+                        showlegend=False, row=1, col=2)  # fmt: skip
+    elif history:
+        ep = [h["epoch"] for h in history]
+        fig.add_scatter(x=ep, y=[h["train_loss"] for h in history], name="train", line=dict(color="#4E79A7"), row=1, col=1)
+        fig.add_scatter(x=ep, y=[h["train_acc"] for h in history], name="train", line=dict(color="#4E79A7"),
+                        showlegend=False, row=1, col=2)  # fmt: skip
+    if history:
+        ep = [h["epoch"] for h in history]
+        style = dict(color="#E15759", width=3)
+        fig.add_scatter(x=ep, y=[h["val_loss"] for h in history], name="validation", mode="lines+markers", line=style, row=1, col=1)
+        fig.add_scatter(x=ep, y=[h["val_acc"] for h in history], name="validation", mode="lines+markers", line=style,
+                        showlegend=False, row=1, col=2)  # fmt: skip
+    fig.update_xaxes(title="epoch", range=[0, epochs_total] if epochs_total else None)
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_layout(height=360, hovermode="x unified", legend=dict(orientation="h", y=-0.2), **LAYOUT)
+    return fig
+
+
+def prob_bars(probs: np.ndarray, k: int = 10, title: str = "") -> go.Figure:
+    order = np.argsort(-probs)[:k][::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=probs[order], y=[CLASSES[i] for i in order], orientation="h",
+            marker_color=[CLASS_COLORS[i] for i in order], text=[f"{probs[i]:.1%}" for i in order],
+            textposition="outside", hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_xaxes(range=[0, 1.15], tickformat=".0%")
+    fig.update_layout(title=title, height=40 + 32 * len(order), **LAYOUT)
+    return fig
+
+
+def reliability_fig(curves: dict[str, dict]) -> go.Figure:
+    """Reliability diagram: accuracy vs confidence per bin, one line per model."""
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(dash="dot", color="gray")))
+    for name, c in curves.items():
+        m = c["count"] > 0
+        fig.add_scatter(x=c["confidence"][m], y=c["accuracy"][m], mode="lines+markers", name=name,
+                        customdata=c["count"][m], hovertemplate="confidence %{x:.1%}, accuracy %{y:.1%} (%{customdata} images)")  # fmt: skip
+    fig.update_xaxes(title="confidence", tickformat=".0%", range=[0, 1])
+    fig.update_yaxes(title="accuracy", tickformat=".0%", range=[0, 1])
+    fig.update_layout(title="Calibration", height=380, **LAYOUT)
+    return fig
+
+
+def heat_overlay(img: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """28x28 gray image + [0,1] heat map -> RGB uint8 (heat in red/yellow over the image)."""
+    base = np.repeat(img[..., None].astype(np.float32) / 255.0 * 0.6, 3, -1)
+    h = np.clip(heat, 0, 1)[..., None]
+    hot = np.concatenate([np.ones_like(h), h, np.zeros_like(h)], -1)  # red -> yellow
+    return (np.clip(base * (1 - h) + hot * h, 0, 1) * 255).astype(np.uint8)

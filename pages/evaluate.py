@@ -1,0 +1,78 @@
+"""Evaluate: test-set metrics, confusion matrix, per-class table, curves, calibration, comparison."""
+
+import pandas as pd
+import streamlit as st
+
+from app_support.plots import confusion_diff_fig, confusion_fig, curves_fig, reliability_fig
+from app_support.state import available_models, get_eval, require_model
+from fmnist.data import CLASSES
+from fmnist.evaluate import reliability_curve
+
+st.title("Evaluate")
+entry, ckpt = require_model()
+res = get_eval(entry.key)
+others = [e for e in available_models() if e.key != entry.key]
+labels = {e.key: e.label for e in others}
+other_key = st.selectbox(
+    "Compare with", [None, *labels], format_func=lambda k: "(no comparison)" if k is None else labels[k], key="ev_compare"
+)
+other = get_eval(other_key) if other_key else None
+name_a = entry.label.split(" (")[0]
+name_b = labels[other_key].split(" (")[0] if other_key else ""
+
+m = st.columns(4)
+for col, title, attr, fmt, better_low in (
+    (m[0], "Test accuracy", "accuracy", "{:.2%}", False),
+    (m[1], "Test loss", "loss", "{:.4f}", True),
+    (m[2], "Macro-F1", "macro_f1", "{:.4f}", False),
+    (m[3], "Calibration error (ECE)", "ece", "{:.4f}", True),
+):
+    v = getattr(res, attr)
+    delta = None if other is None else f"{v - getattr(other, attr):+.4f} vs {name_b}"
+    col.metric(title, fmt.format(v), delta, delta_color="inverse" if better_low else "normal")
+st.caption(f"{name_a}: {int((res.preds != res.labels).sum())} of {len(res.labels):,} test images wrong.")
+
+st.subheader("Confusion matrix")
+norm = st.radio("Show", ["Counts", "Row-normalised (recall per class)"], horizontal=True, key="ev_norm") != "Counts"
+left, right = st.columns(2) if other is not None else (st.container(), None)
+left.plotly_chart(confusion_fig(res.confusion, norm, f"{name_a}"), key="ev_cm")
+if right is not None:
+    right.plotly_chart(confusion_diff_fig(res.confusion, other.confusion, name_a, name_b), key="ev_cm_diff")
+
+st.markdown("**See the mistakes behind a cell**: pick a true and a predicted class.")
+c1, c2, c3 = st.columns([2, 2, 1])
+t = c1.selectbox("True class", range(10), 6, format_func=lambda i: CLASSES[i], key="ev_cell_true")
+p = c2.selectbox("Predicted as", range(10), 0, format_func=lambda i: CLASSES[i], key="ev_cell_pred")
+c3.write("")
+if c3.button(f"Show {int(res.confusion[t, p])} images", key="ev_cell_go", disabled=t == p):
+    st.session_state["mis_filter"] = {"true": t, "pred": p}
+    st.switch_page("pages/misclassified.py")
+
+st.subheader("Per class")
+table = pd.DataFrame(res.per_class_rows()).set_index("class")
+if other is not None:
+    ot = pd.DataFrame(other.per_class_rows()).set_index("class")
+    for col in ("accuracy", "precision", "f1"):
+        table[f"{col} {name_b}"] = ot[col]
+        table[f"Δ {col}"] = ot[col] - table[col]
+st.dataframe(table.style.format(precision=3), key="ev_table", width="stretch")
+st.download_button(
+    "Download metrics (CSV)", table.to_csv().encode(), f"{name_a}-metrics.csv", "text/csv", key="ev_csv",
+    icon=":material/download:",
+)  # fmt: skip
+
+c1, c2 = st.columns(2)
+with c1:
+    st.subheader("Training curves")
+    history = ckpt.card.get("history") or []
+    if history:
+        st.plotly_chart(curves_fig(history), key="ev_curves")
+    else:
+        st.info("This model has no stored training history (ensembles have none).")
+with c2:
+    st.subheader("Calibration")
+    curves = {name_a: reliability_curve(res.probs, res.labels)}
+    if other is not None:
+        curves[name_b] = reliability_curve(other.probs, other.labels)
+    st.plotly_chart(reliability_fig(curves), key="ev_calib")
+    st.caption("Points below the diagonal: the model is more confident than it is right.")

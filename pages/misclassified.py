@@ -1,0 +1,71 @@
+"""Misclassified: browse the test images the selected model got wrong."""
+
+import math
+
+import numpy as np
+import streamlit as st
+
+from app_support.inference import show_explanations
+from app_support.plots import prob_bars, upscale
+from app_support.state import dataset, get_eval, require_model
+from fmnist.data import CLASSES
+from fmnist.neighbors import nearest
+
+st.title("Misclassified test images")
+entry, ckpt = require_model()
+res, ds = get_eval(entry.key), dataset()
+
+preset = st.session_state.pop("mis_filter", None)  # set by a confusion-matrix cell on Evaluate
+if preset:
+    st.session_state["mis_true"], st.session_state["mis_pred"] = preset["true"], preset["pred"]
+options = [None, *range(10)]
+label = lambda i: "any" if i is None else CLASSES[i]  # noqa: E731
+c1, c2, c3, c4 = st.columns(4)
+t = c1.selectbox("True class", options, format_func=label, key="mis_true")
+p = c2.selectbox("Predicted class", options, format_func=label, key="mis_pred")
+order = c3.selectbox("Sort by", ["Most confident mistakes first", "Least confident first", "Test index"], key="mis_sort")
+per_page = c4.select_slider("Per page", [12, 24, 48, 96], 24, key="mis_per_page")
+
+wrong = res.error_indices  # most confident first
+if t is not None:
+    wrong = wrong[res.labels[wrong] == t]
+if p is not None:
+    wrong = wrong[res.preds[wrong] == p]
+if order == "Least confident first":
+    wrong = wrong[::-1]
+elif order == "Test index":
+    wrong = np.sort(wrong)
+st.markdown(f"**{len(wrong)} errors** match this filter ({int((res.preds != res.labels).sum())} in total, {entry.label}).")
+if len(wrong) == 0:
+    st.success("No mistakes here.")
+    st.stop()
+
+pages = math.ceil(len(wrong) / per_page)
+page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="mis_page") if pages > 1 else 1
+shown = wrong[(page - 1) * per_page : page * per_page]
+cols = st.columns(6)
+for k, i in enumerate(shown):
+    with cols[k % 6]:
+        st.image(upscale(ds.test_images[int(i)].numpy(), 4), width="stretch")
+        st.markdown(
+            f"<small>#{i}<br>true <b>{CLASSES[res.labels[i]]}</b><br>pred <b>{CLASSES[res.preds[i]]}</b> "
+            f"({res.confidence[i]:.0%})</small>",
+            unsafe_allow_html=True,
+        )
+        if st.button("Details", key=f"mis_detail_{i}"):
+            st.session_state["mis_selected"] = int(i)
+
+sel = st.session_state.get("mis_selected")
+if sel is not None:
+    st.divider()
+    st.subheader(f"Test image #{sel}: true {CLASSES[res.labels[sel]]}, predicted {CLASSES[res.preds[sel]]}")
+    img = ds.test_images[sel].numpy()
+    c1, c2 = st.columns([1, 2])
+    c1.image(upscale(img, 8))
+    c2.plotly_chart(prob_bars(res.probs[sel], 5, "Top-5 probabilities"), key="mis_bars")
+    show_explanations(ckpt, img, int(res.preds[sel]))
+    st.markdown("**Most similar training images** (pixel space) - does the training set hold look-alikes with the other label?")
+    idx, sim = nearest(ds.train_images, ds.test_images[sel], k=8)
+    cols = st.columns(8)
+    for col, j, s in zip(cols, idx, sim):
+        col.image(upscale(ds.train_images[j].numpy(), 3), caption=f"{CLASSES[int(ds.train_labels[j])]} ({s:.2f})")

@@ -1,0 +1,78 @@
+"""Predict: draw, upload or pick an image, see every preprocessing step and what the models say."""
+
+import numpy as np
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+from app_support.inference import all_votes, probs, show_explanations
+from app_support.plots import prob_bars, upscale
+from app_support.state import dataset, require_model
+from fmnist.data import CLASSES
+from fmnist.preprocess import ImageError, preprocess
+
+st.title("Predict")
+entry, ckpt = require_model()
+ds = dataset()
+source = st.radio("Input", ["Draw", "Upload an image", "Test sample"], horizontal=True, key="pr_source")
+
+image, truth, pre = None, None, None
+if source == "Draw":
+    c1, c2 = st.columns([2, 3])
+    with c2:
+        width = st.slider("Brush width", 5, 60, 28, key="pr_brush")
+        st.markdown(
+            "Draw **one filled piece of clothing**, large and centred, the way it would lie in a catalogue photo. "
+            "Fill shapes in: the dataset's images are solid silhouettes, not outlines. "
+            "Use the canvas toolbar to undo, redo or clear."
+        )
+    with c1:
+        drawn = st_canvas(
+            stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=300, width=300,
+            drawing_mode="freedraw", return_image_data=True, key="pr_canvas",
+        )  # fmt: skip
+    if drawn is not None and drawn.image_data is not None and np.asarray(drawn.image_data)[..., :3].max() > 0:
+        try:
+            pre = preprocess(np.asarray(drawn.image_data, dtype=np.uint8))
+        except ImageError as e:
+            st.warning(f"Cannot use this drawing: {e}")
+    else:
+        st.info("Draw something on the black canvas to see the prediction.")
+elif source == "Upload an image":
+    up = st.file_uploader("PNG, JPEG, WebP, BMP or GIF", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="pr_upload")
+    if up is not None:
+        try:
+            pre = preprocess(up.getvalue())
+        except ImageError as e:
+            st.error(f"**{up.name}** cannot be used: {e}. Try another image.")
+else:
+    c1, c2 = st.columns([3, 1])
+    if c2.button("Random sample", icon=":material/casino:", key="pr_random"):
+        st.session_state["pr_index"] = int(np.random.default_rng().integers(len(ds.test_labels)))
+    idx = c1.number_input("Test image index", 0, len(ds.test_labels) - 1, key="pr_index")
+    image, truth = ds.test_images[int(idx)].numpy(), int(ds.test_labels[int(idx)])
+
+if pre is not None:
+    image = pre.image
+    st.subheader("What the model sees")
+    cols = st.columns(len(pre.steps))
+    for col, (caption, step) in zip(cols, pre.steps):
+        col.image(upscale(step, max(1, 140 // max(step.shape))) if max(step.shape) < 140 else step, caption=caption, width=140)
+    for note in pre.notes:
+        st.caption(f"• {note}")
+
+if image is not None:
+    p = probs(ckpt, image)
+    top = int(p.argmax())
+    c1, c2 = st.columns([1, 2])
+    with c1:
+        st.image(upscale(image, 8), caption="28x28 input" + (f" (true class: {CLASSES[truth]})" if truth is not None else ""))
+    with c2:
+        verdict = f"### {CLASSES[top]}  ({p[top]:.1%})"
+        if truth is not None:
+            verdict += "  ✅ correct" if top == truth else f"  ❌ true class: {CLASSES[truth]}"
+        st.markdown(verdict)
+        st.plotly_chart(prob_bars(p, 5, f"Top-5 probabilities: {entry.label}"), key="pr_bars")
+    st.subheader("Why? Saliency and Grad-CAM")
+    show_explanations(ckpt, image, top)
+    st.subheader("What every model says")
+    st.dataframe(all_votes(image).style.format({"confidence": "{:.1%}"}), hide_index=True, key="pr_votes")
