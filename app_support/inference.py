@@ -17,7 +17,7 @@ from fmnist.train import predict_logits
 
 def probs(ckpt: Checkpoint, image: np.ndarray) -> np.ndarray:
     """Class probabilities (10,) for one uint8 28x28 image, through the model's predict path."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).reshape(1, 28, 28)
+    x = torch.from_numpy(np.array(image, dtype=np.uint8)).reshape(1, 28, 28)
     return predict_logits(ckpt.model, x, tta_flip=ckpt.tta_flip).softmax(1)[0].numpy()
 
 
@@ -36,7 +36,7 @@ def all_votes(image: np.ndarray) -> pd.DataFrame:
 
 def explanations(ckpt: Checkpoint, image: np.ndarray, target: int) -> list[tuple[str, np.ndarray]]:
     """(caption, RGB overlay) for saliency and, for conv nets, Grad-CAM."""
-    x = torch.from_numpy(np.ascontiguousarray(image))
+    x = torch.from_numpy(np.array(image, dtype=np.uint8))
     out = [("Saliency: pixels that move the score most", heat_overlay(image, saliency(ckpt.model, x, target)))]
     cam = grad_cam(ckpt.model, x, target)
     if cam is not None:

@@ -35,7 +35,9 @@ def mosaic(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndarray
 def gallery_fig(images: np.ndarray, per_class: int) -> go.Figure:
     """Rows of samples, one row per class, labelled with the class name."""
     m = mosaic(images, len(CLASSES), per_class)
-    fig = go.Figure(go.Heatmap(z=m[::-1], colorscale="gray", showscale=False, hovertemplate="pixel %{z}<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(z=m[::-1], colorscale="gray", showscale=False, hovertemplate="pixel %{z}<extra></extra>")
+    )
     step = m.shape[0] / len(CLASSES)
     fig.update_yaxes(
         tickvals=[m.shape[0] - (i + 0.5) * step for i in range(len(CLASSES))], ticktext=list(CLASSES),
@@ -95,18 +97,24 @@ def curves_fig(history: list[dict], batches: list | None = None, epochs_total: i
     fig = make_subplots(1, 2, subplot_titles=("Loss", "Accuracy"))
     if batches:
         x = [b.epoch - 1 + b.batch / b.batches for b in batches]
-        fig.add_scatter(x=x, y=[b.loss for b in batches], name="train (running)", line=dict(color="#4E79A7"), row=1, col=1)
+        fig.add_scatter(
+            x=x, y=[b.loss for b in batches], name="train (running)", line=dict(color="#4E79A7"), row=1, col=1
+        )
         fig.add_scatter(x=x, y=[b.acc for b in batches], name="train (running)", line=dict(color="#4E79A7"),
                         showlegend=False, row=1, col=2)  # fmt: skip
     elif history:
         ep = [h["epoch"] for h in history]
-        fig.add_scatter(x=ep, y=[h["train_loss"] for h in history], name="train", line=dict(color="#4E79A7"), row=1, col=1)
+        fig.add_scatter(
+            x=ep, y=[h["train_loss"] for h in history], name="train", line=dict(color="#4E79A7"), row=1, col=1
+        )
         fig.add_scatter(x=ep, y=[h["train_acc"] for h in history], name="train", line=dict(color="#4E79A7"),
                         showlegend=False, row=1, col=2)  # fmt: skip
     if history:
         ep = [h["epoch"] for h in history]
         style = dict(color="#E15759", width=3)
-        fig.add_scatter(x=ep, y=[h["val_loss"] for h in history], name="validation", mode="lines+markers", line=style, row=1, col=1)
+        fig.add_scatter(
+            x=ep, y=[h["val_loss"] for h in history], name="validation", mode="lines+markers", line=style, row=1, col=1
+        )
         fig.add_scatter(x=ep, y=[h["val_acc"] for h in history], name="validation", mode="lines+markers", line=style,
                         showlegend=False, row=1, col=2)  # fmt: skip
     fig.update_xaxes(title="epoch", range=[0, epochs_total] if epochs_total else None)
@@ -131,7 +139,9 @@ def prob_bars(probs: np.ndarray, k: int = 10, title: str = "") -> go.Figure:
 
 def reliability_fig(curves: dict[str, dict]) -> go.Figure:
     """Reliability diagram: accuracy vs confidence per bin, one line per model."""
-    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(dash="dot", color="gray")))
+    fig = go.Figure(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(dash="dot", color="gray"))
+    )
     for name, c in curves.items():
         m = c["count"] > 0
         fig.add_scatter(x=c["confidence"][m], y=c["accuracy"][m], mode="lines+markers", name=name,

@@ -12,7 +12,14 @@ import time
 from dataclasses import dataclass, field
 
 from fmnist.data import FashionMNIST
-from fmnist.train import BatchEvent, DoneEvent, EpochEvent, TrainConfig, TrainResult, iter_training
+from fmnist.train import (
+    BatchEvent,
+    DoneEvent,
+    EpochEvent,
+    TrainConfig,
+    TrainResult,
+    iter_training,
+)
 
 
 @dataclass

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from fmnist.checkpoints import CHECKPOINT_DIR, Checkpoint, CheckpointError, list_checkpoints, load_checkpoint, read_card
+from fmnist.checkpoints import (
+    CHECKPOINT_DIR,
+    Checkpoint,
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    read_card,
+)
 from fmnist.data import DatasetError, FashionMNIST, load_dataset
 from fmnist.evaluate import EvalResult, evaluate
 
@@ -103,10 +110,14 @@ def default_index(entries: list[ModelEntry]) -> int:
 
 
 def model_picker() -> ModelEntry | None:
-    """The sidebar's model selector; its choice is shared by all pages."""
+    """The sidebar's model selector; its choice (st.session_state[MODEL_KEY]) is shared by all pages.
+
+    The choice lives in a plain session key, not in the widget's own state, so it survives
+    moving between pages and can be changed by code (e.g. after saving on Train).
+    """
     entries = available_models()
     if not entries:
-        st.sidebar.info("No trained models yet. Train one on the **Train** page.")
+        st.info("No trained models yet. Train one on the **Train** page.")
         return None
     keys = [e.key for e in entries]
     if st.session_state.get("pending_model_key") in keys:  # e.g. a model just saved on Train
@@ -114,8 +125,11 @@ def model_picker() -> ModelEntry | None:
     if st.session_state.get(MODEL_KEY) not in keys:
         st.session_state[MODEL_KEY] = keys[default_index(entries)]
     labels = {e.key: e.label for e in entries}
-    st.sidebar.selectbox("Model", keys, format_func=labels.get, key=MODEL_KEY, help="Used by every page")
-    return entries[keys.index(st.session_state[MODEL_KEY])]
+    choice = st.selectbox(
+        "Model", keys, index=keys.index(st.session_state[MODEL_KEY]), format_func=labels.get, help="Used by every page"
+    )
+    st.session_state[MODEL_KEY] = choice
+    return entries[keys.index(choice)]
 
 
 def selected_model() -> ModelEntry | None:

@@ -8,7 +8,13 @@ import streamlit as st
 
 from app_support.runner import TrainingRun
 from app_support.state import SESSION_MODELS, checkpoint_dir, dataset
-from fmnist.checkpoints import Checkpoint, build_card, checkpoint_path, save_checkpoint, to_bytes
+from fmnist.checkpoints import (
+    Checkpoint,
+    build_card,
+    checkpoint_path,
+    save_checkpoint,
+    to_bytes,
+)
 from fmnist.evaluate import evaluate
 from fmnist.models import list_models
 from fmnist.train import PRESETS, ConfigError, TrainConfig, preset_config
@@ -23,29 +29,57 @@ PRESET_LABELS = {
 
 def config_form(disabled: bool) -> TrainConfig | None:
     """Preset picker plus every hyperparameter, prefilled from the preset. None if invalid."""
-    preset = st.selectbox("Preset", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key="tr_preset", disabled=disabled)
+    preset = st.selectbox(
+        "Preset", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key="tr_preset", disabled=disabled
+    )
     base = preset_config(preset)
     k = f"tr_{preset}_"  # per-preset keys: switching preset resets the fields to its recipe
     c1, c2, c3, c4 = st.columns(4)
-    arch = c1.selectbox("Architecture", list_models(), index=list_models().index(base.arch), key=k + "arch", disabled=disabled)
+    arch = c1.selectbox(
+        "Architecture", list_models(), index=list_models().index(base.arch), key=k + "arch", disabled=disabled
+    )
     epochs = c2.number_input("Epochs", 1, 200, base.epochs, key=k + "epochs", disabled=disabled)
-    batch = c3.select_slider("Batch size", [16, 32, 64, 128, 256, 512, 1024], base.batch_size, key=k + "batch", disabled=disabled)
+    batch = c3.select_slider(
+        "Batch size", [16, 32, 64, 128, 256, 512, 1024], base.batch_size, key=k + "batch", disabled=disabled
+    )
     lr = c4.number_input("Learning rate", 1e-5, 10.0, base.lr, format="%.4f", key=k + "lr", disabled=disabled)
     c1, c2, c3, c4 = st.columns(4)
-    opt = c1.selectbox("Optimizer", ["adam", "adamw", "sgd"], ["adam", "adamw", "sgd"].index(base.optimizer), key=k + "opt", disabled=disabled)
-    sched = c2.selectbox("LR schedule", ["constant", "onecycle", "cosine"], ["constant", "onecycle", "cosine"].index(base.schedule), key=k + "sched", disabled=disabled)
-    val = c3.select_slider("Validation split", [0.05, 0.1, 0.2, 0.3], base.val_fraction, key=k + "val", disabled=disabled)
-    subset = c4.number_input("Training images (0 = all)", 0, 60000, base.subset or 0, step=1000, key=k + "subset", disabled=disabled)
+    opt = c1.selectbox(
+        "Optimizer",
+        ["adam", "adamw", "sgd"],
+        ["adam", "adamw", "sgd"].index(base.optimizer),
+        key=k + "opt",
+        disabled=disabled,
+    )
+    sched = c2.selectbox(
+        "LR schedule",
+        ["constant", "onecycle", "cosine"],
+        ["constant", "onecycle", "cosine"].index(base.schedule),
+        key=k + "sched",
+        disabled=disabled,
+    )
+    val = c3.select_slider(
+        "Validation split", [0.05, 0.1, 0.2, 0.3], base.val_fraction, key=k + "val", disabled=disabled
+    )
+    subset = c4.number_input(
+        "Training images (0 = all)", 0, 60000, base.subset or 0, step=1000, key=k + "subset", disabled=disabled
+    )
     with st.expander("Augmentation, regularisation, early stopping, seed"):
         c1, c2, c3, c4 = st.columns(4)
         flip = c1.toggle("Random flip", base.augment.flip, key=k + "flip", disabled=disabled)
         shift = c2.slider("Shift (fraction)", 0.0, 0.3, base.augment.shift, 0.05, key=k + "shift", disabled=disabled)
-        rotate = c3.slider("Rotation (degrees)", 0.0, 30.0, base.augment.rotate, 5.0, key=k + "rotate", disabled=disabled)
+        rotate = c3.slider(
+            "Rotation (degrees)", 0.0, 30.0, base.augment.rotate, 5.0, key=k + "rotate", disabled=disabled
+        )
         zoom = c4.slider("Zoom (fraction)", 0.0, 0.3, base.augment.zoom, 0.05, key=k + "zoom", disabled=disabled)
         c1, c2, c3, c4 = st.columns(4)
-        wd = c1.number_input("Weight decay", 0.0, 0.5, base.weight_decay, format="%.5f", key=k + "wd", disabled=disabled)
+        wd = c1.number_input(
+            "Weight decay", 0.0, 0.5, base.weight_decay, format="%.5f", key=k + "wd", disabled=disabled
+        )
         ls = c2.slider("Label smoothing", 0.0, 0.3, base.label_smoothing, 0.05, key=k + "ls", disabled=disabled)
-        patience = c3.number_input("Early-stop patience (0 = off)", 0, 50, base.patience or 0, key=k + "pat", disabled=disabled)
+        patience = c3.number_input(
+            "Early-stop patience (0 = off)", 0, 50, base.patience or 0, key=k + "pat", disabled=disabled
+        )
         seed = c4.number_input("Seed", 0, 2**31 - 1, base.seed, key=k + "seed", disabled=disabled)
     try:
         return TrainConfig(
@@ -82,6 +116,13 @@ def publish(run: TrainingRun) -> str:
     return run.label
 
 
+def publish_finished() -> None:
+    """Called before the model picker is drawn, so a run that just ended is listed at once."""
+    run = current_run()
+    if run is not None and not run.running:
+        publish(run)
+
+
 def save_run(run: TrainingRun, name: str) -> str:
     """Evaluate on the test set, write atomically into the checkpoint folder, select it."""
     path = checkpoint_path(name, checkpoint_dir())  # raises ValueError on unusable names
@@ -100,4 +141,3 @@ def save_run(run: TrainingRun, name: str) -> str:
 
 def download_bytes(run: TrainingRun) -> bytes:
     return to_bytes(run.result.model, {**build_card(run.result), "name": run.label})
-

@@ -20,7 +20,15 @@ from torch.utils.data import DataLoader, Dataset
 from .data import MEAN, STD, load_dataset
 from .models import create_model
 from .preprocess import preprocess
-from .train import Augment, augment_batch, autocast, cpu_has_bf16, has_conv, predict_logits, to_input
+from .train import (
+    Augment,
+    augment_batch,
+    autocast,
+    cpu_has_bf16,
+    has_conv,
+    predict_logits,
+    to_input,
+)
 
 
 class PerSampleDataset(Dataset):
@@ -130,7 +138,10 @@ def run(arch: str = "cnn2", batch_size: int = 128, batches: int = 40, rounds: in
         "rounds_images_per_s": {k: [round(x, 1) for x in v] for k, v in sides.items()},
         "speedup_vs_dataloader": {k: round(v / base, 2) for k, v in ips.items() if k != "dataloader_fp32"},
         "eval_test_set_s": round(statistics.median(eval_times), 3),
-        "predict_latency_ms": {"median": round(statistics.median(lat), 2), "p95": round(float(np.percentile(lat, 95)), 2)},
+        "predict_latency_ms": {
+            "median": round(statistics.median(lat), 2),
+            "p95": round(float(np.percentile(lat, 95)), 2),
+        },
     }
 
 

@@ -19,12 +19,35 @@ import numpy as np
 import torch
 
 from . import bench as bench_mod
-from .checkpoints import CHECKPOINT_DIR, CheckpointError, build_card, load_checkpoint, round_to_fp16, save_checkpoint
+from .checkpoints import (
+    CHECKPOINT_DIR,
+    CheckpointError,
+    build_card,
+    load_checkpoint,
+    round_to_fp16,
+    save_checkpoint,
+)
 from .data import CLASSES, DatasetError, load_dataset
 from .evaluate import EvalResult, evaluate
-from .models import Ensemble, count_params, create_model, get_spec, list_models, param_count
+from .models import (
+    Ensemble,
+    count_params,
+    create_model,
+    get_spec,
+    list_models,
+    param_count,
+)
 from .preprocess import ImageError, preprocess
-from .train import PRESETS, BatchEvent, ConfigError, DoneEvent, EpochEvent, iter_training, predict_logits, preset_config
+from .train import (
+    PRESETS,
+    BatchEvent,
+    ConfigError,
+    DoneEvent,
+    EpochEvent,
+    iter_training,
+    predict_logits,
+    preset_config,
+)
 
 SUBSET_N = 1000  # the fixed test subset (first 1,000 images) whose accuracy each card records
 
@@ -99,7 +122,7 @@ def build_config(a: argparse.Namespace):
     if aug:
         overrides["augment"] = {**PRESETS[base].get("augment", {}), **aug}
     if a.dry_run:
-        overrides.update(epochs=1, subset=512, val_fraction=0.1)
+        overrides.update(epochs=1, subset=512)
     return preset_config(base, **overrides)
 
 
@@ -174,8 +197,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.dry_run:
         summary["checkpoint"] = None
     else:
-        command = "python -m fmnist " + " ".join(shlex.quote(s) for s in sys.argv[1:])
-        card = build_card(result, test_metrics(full, sub), command)
+        card = build_card(result, test_metrics(full, sub), a.command_line)
         card["preset"] = a.preset
         card["wall_time_s"] = round(wall, 2)
         summary["checkpoint"] = str(save_checkpoint(result.model, card, out))
@@ -268,7 +290,7 @@ def cmd_ensemble(a: argparse.Namespace) -> int:
                      "test_accuracy": m.card.get("metrics", {}).get("test", {}).get("accuracy")} for m in members],
         "metrics": {"test": test_metrics(full, sub), "val": {}},
         "train_time_s": sum(m.card.get("train_time_s", 0) for m in members),
-        "command": "python -m fmnist " + " ".join(shlex.quote(s) for s in sys.argv[1:]),
+        "command": a.command_line,
         "history": [], "config": {"tta_flip": False, "arch": "ensemble"},
     }  # fmt: skip
     path = save_checkpoint(model, card, a.out)
@@ -381,7 +403,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     a = parser().parse_args(argv)
+    a.command_line = "python -m fmnist " + " ".join(shlex.quote(s) for s in argv)
     if getattr(a, "data_dir", None):
         import os
 

@@ -188,9 +188,7 @@ def load_dataset(path: str | os.PathLike | None = None) -> FashionMNIST:
     return _load(find_data_dir(path).resolve())
 
 
-def stratified_split(
-    labels: torch.Tensor, val_fraction: float, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_split(labels: torch.Tensor, val_fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded stratified split of indices into (train_idx, val_idx).
 
     Each class contributes round(n_c * val_fraction) samples to validation, so the class

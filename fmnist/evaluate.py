@@ -62,7 +62,7 @@ class EvalResult:
             "loss": self.loss,
             "macro_f1": self.macro_f1,
             "ece": self.ece,
-            "n": int(len(self.labels)),
+            "n": len(self.labels),
             "errors": int((self.preds != self.labels).sum()),
         }
 

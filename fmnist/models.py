@@ -174,8 +174,14 @@ def cnn2(kernel_size: int = 3, c1: int = 32, c2: int = 64, hidden: int = 128) ->
     "cnn3bn",
     "Three conv blocks 64/128/256 with BatchNorm, max-pool, dropout 0.2/0.3/0.4; dense128+BN",
     {
-        "epochs": 20, "batch_size": 32, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.2,
-        "augment": KERAS_AUG, "patience": 5, "restore_best": True,
+        "epochs": 20,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "optimizer": "adam",
+        "val_fraction": 0.2,
+        "augment": KERAS_AUG,
+        "patience": 5,
+        "restore_best": True,
     },  # fmt: skip
     reported=99.4,
     source="public report claiming 99.4% (its supports are MNIST digits'; see docs/RESULTS.md)",
@@ -247,8 +253,14 @@ def keras3(kernel_size: int = 3) -> nn.Module:
     "quickcnn",
     "Small BatchNorm CNN (32-64-128) built for the one-minute classroom demo",
     {
-        "epochs": 4, "batch_size": 256, "lr": 4e-3, "optimizer": "adamw", "weight_decay": 5e-4,
-        "schedule": "onecycle", "label_smoothing": 0.1, "val_fraction": 0.1,
+        "epochs": 4,
+        "batch_size": 256,
+        "lr": 4e-3,
+        "optimizer": "adamw",
+        "weight_decay": 5e-4,
+        "schedule": "onecycle",
+        "label_smoothing": 0.1,
+        "val_fraction": 0.1,
     },  # fmt: skip
     source="this project",
 )
@@ -296,9 +308,16 @@ class ResNet(nn.Module):
     "resnet",
     "ResNet-9-style net (32-64-128-256, residual blocks): the zoo's best single model",
     {
-        "epochs": 18, "batch_size": 256, "lr": 0.2, "optimizer": "sgd", "weight_decay": 5e-4,
-        "schedule": "onecycle", "label_smoothing": 0.1, "val_fraction": 0.1,
-        "augment": {"flip": True, "shift": 0.1, "rotate": 0.0, "zoom": 0.0}, "tta_flip": True,
+        "epochs": 18,
+        "batch_size": 256,
+        "lr": 0.2,
+        "optimizer": "sgd",
+        "weight_decay": 5e-4,
+        "schedule": "onecycle",
+        "label_smoothing": 0.1,
+        "val_fraction": 0.1,
+        "augment": {"flip": True, "shift": 0.1, "rotate": 0.0, "zoom": 0.0},
+        "tta_flip": True,
     },  # fmt: skip
     source="this project (ResNet18 reaches 94.9% in Zalando's benchmark)",
 )

@@ -156,7 +156,7 @@ def preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike) -> 
     steps.append((f"4. Longest side to 28 ({nw}x{nh})", np.asarray(small)))
 
     canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
-    canvas.paste(small, ((IMAGE_SIZE - nw) // 2, (IMAGE_SIZE - nh) // 2))
+    canvas.paste(small, ((IMAGE_SIZE - nw + 1) // 2, (IMAGE_SIZE - nh + 1) // 2))  # odd gaps: as the dataset
     final = np.asarray(canvas, dtype=np.uint8)
     steps.append(("5. Centred on 28x28: what the model sees", final))
     return Preprocessed(final, steps, notes, inverted)

@@ -22,7 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import MEAN, STD, FashionMNIST, load_dataset, stratified_split, stratified_subset
+from .data import (
+    MEAN,
+    STD,
+    FashionMNIST,
+    load_dataset,
+    stratified_split,
+    stratified_subset,
+)
 from .models import count_params, create_model, get_spec, list_models
 
 Status = Literal["finished", "stopped", "early_stopped", "diverged"]

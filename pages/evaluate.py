@@ -3,18 +3,28 @@
 import pandas as pd
 import streamlit as st
 
-from app_support.plots import confusion_diff_fig, confusion_fig, curves_fig, reliability_fig
+from app_support.layout import page_setup
+from app_support.plots import (
+    confusion_diff_fig,
+    confusion_fig,
+    curves_fig,
+    reliability_fig,
+)
 from app_support.state import available_models, get_eval, require_model
 from fmnist.data import CLASSES
 from fmnist.evaluate import reliability_curve
 
+page_setup("Evaluate")
 st.title("Evaluate")
 entry, ckpt = require_model()
 res = get_eval(entry.key)
 others = [e for e in available_models() if e.key != entry.key]
 labels = {e.key: e.label for e in others}
 other_key = st.selectbox(
-    "Compare with", [None, *labels], format_func=lambda k: "(no comparison)" if k is None else labels[k], key="ev_compare"
+    "Compare with",
+    [None, *labels],
+    format_func=lambda k: "(no comparison)" if k is None else labels[k],
+    key="ev_compare",
 )
 other = get_eval(other_key) if other_key else None
 name_a = entry.label.split(" (")[0]

@@ -6,11 +6,13 @@ import numpy as np
 import streamlit as st
 
 from app_support.inference import show_explanations
+from app_support.layout import page_setup
 from app_support.plots import prob_bars, upscale
 from app_support.state import dataset, get_eval, require_model
 from fmnist.data import CLASSES
 from fmnist.neighbors import nearest
 
+page_setup("Misclassified")
 st.title("Misclassified test images")
 entry, ckpt = require_model()
 res, ds = get_eval(entry.key), dataset()
@@ -19,11 +21,13 @@ preset = st.session_state.pop("mis_filter", None)  # set by a confusion-matrix c
 if preset:
     st.session_state["mis_true"], st.session_state["mis_pred"] = preset["true"], preset["pred"]
 options = [None, *range(10)]
-label = lambda i: "any" if i is None else CLASSES[i]  # noqa: E731
+label = lambda i: "any" if i is None else CLASSES[i]
 c1, c2, c3, c4 = st.columns(4)
 t = c1.selectbox("True class", options, format_func=label, key="mis_true")
 p = c2.selectbox("Predicted class", options, format_func=label, key="mis_pred")
-order = c3.selectbox("Sort by", ["Most confident mistakes first", "Least confident first", "Test index"], key="mis_sort")
+order = c3.selectbox(
+    "Sort by", ["Most confident mistakes first", "Least confident first", "Test index"], key="mis_sort"
+)
 per_page = c4.select_slider("Per page", [12, 24, 48, 96], 24, key="mis_per_page")
 
 wrong = res.error_indices  # most confident first
@@ -35,7 +39,9 @@ if order == "Least confident first":
     wrong = wrong[::-1]
 elif order == "Test index":
     wrong = np.sort(wrong)
-st.markdown(f"**{len(wrong)} errors** match this filter ({int((res.preds != res.labels).sum())} in total, {entry.label}).")
+st.markdown(
+    f"**{len(wrong)} errors** match this filter ({int((res.preds != res.labels).sum())} in total, {entry.label})."
+)
 if len(wrong) == 0:
     st.success("No mistakes here.")
     st.stop()
@@ -64,7 +70,9 @@ if sel is not None:
     c1.image(upscale(img, 8))
     c2.plotly_chart(prob_bars(res.probs[sel], 5, "Top-5 probabilities"), key="mis_bars")
     show_explanations(ckpt, img, int(res.preds[sel]))
-    st.markdown("**Most similar training images** (pixel space) - does the training set hold look-alikes with the other label?")
+    st.markdown(
+        "**Most similar training images** (pixel space) - does the training set hold look-alikes with the other label?"
+    )
     idx, sim = nearest(ds.train_images, ds.test_images[sel], k=8)
     cols = st.columns(8)
     for col, j, s in zip(cols, idx, sim):

@@ -5,11 +5,13 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from app_support.inference import all_votes, probs, show_explanations
+from app_support.layout import page_setup
 from app_support.plots import prob_bars, upscale
 from app_support.state import dataset, require_model
 from fmnist.data import CLASSES
 from fmnist.preprocess import ImageError, preprocess
 
+page_setup("Predict")
 st.title("Predict")
 entry, ckpt = require_model()
 ds = dataset()
@@ -38,7 +40,9 @@ if source == "Draw":
     else:
         st.info("Draw something on the black canvas to see the prediction.")
 elif source == "Upload an image":
-    up = st.file_uploader("PNG, JPEG, WebP, BMP or GIF", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="pr_upload")
+    up = st.file_uploader(
+        "PNG, JPEG, WebP, BMP or GIF", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="pr_upload"
+    )
     if up is not None:
         try:
             pre = preprocess(up.getvalue())
@@ -56,7 +60,9 @@ if pre is not None:
     st.subheader("What the model sees")
     cols = st.columns(len(pre.steps))
     for col, (caption, step) in zip(cols, pre.steps):
-        col.image(upscale(step, max(1, 140 // max(step.shape))) if max(step.shape) < 140 else step, caption=caption, width=140)
+        col.image(
+            upscale(step, max(1, 140 // max(step.shape))) if max(step.shape) < 140 else step, caption=caption, width=140
+        )
     for note in pre.notes:
         st.caption(f"• {note}")
 
@@ -65,7 +71,9 @@ if image is not None:
     top = int(p.argmax())
     c1, c2 = st.columns([1, 2])
     with c1:
-        st.image(upscale(image, 8), caption="28x28 input" + (f" (true class: {CLASSES[truth]})" if truth is not None else ""))
+        st.image(
+            upscale(image, 8), caption="28x28 input" + (f" (true class: {CLASSES[truth]})" if truth is not None else "")
+        )
     with c2:
         verdict = f"### {CLASSES[top]}  ({p[top]:.1%})"
         if truth is not None:

@@ -2,9 +2,18 @@
 
 import streamlit as st
 
+from app_support.layout import page_setup
 from app_support.plots import curves_fig
-from app_support.training import config_form, current_run, download_bytes, publish, save_run, start_run
+from app_support.training import (
+    config_form,
+    current_run,
+    download_bytes,
+    publish,
+    save_run,
+    start_run,
+)
 
+page_setup("Train")
 st.title("Train a network")
 st.caption(
     "Training runs in the background for your browser session only: switch pages and come back, "
@@ -17,7 +26,9 @@ running = run is not None and run.running
 cfg = config_form(disabled=running)
 
 c1, c2, _ = st.columns([1, 1, 4])
-if c1.button("Start training", type="primary", icon=":material/play_arrow:", disabled=running or cfg is None, key="tr_start"):
+if c1.button(
+    "Start training", type="primary", icon=":material/play_arrow:", disabled=running or cfg is None, key="tr_start"
+):
     run = start_run(cfg)
     running = True
 if c2.button("Stop", icon=":material/stop:", disabled=not running, key="tr_stop"):
@@ -70,7 +81,9 @@ if run is not None and not run.running:
         if c2.button("Save model", icon=":material/save:", key="tr_save"):
             try:
                 path = save_run(run, name)
-                st.session_state["tr_flash"] = f"Saved to `{path}`. It is now selected in the model picker on every page."
+                st.session_state["tr_flash"] = (
+                    f"Saved to `{path}`. It is now selected in the model picker on every page."
+                )
                 st.rerun()
             except (ValueError, FileExistsError, OSError) as e:
                 st.error(f"Could not save: {e}")
@@ -78,4 +91,6 @@ if run is not None and not run.running:
             "Download checkpoint", download_bytes(run), file_name=f"{label}.safetensors",
             mime="application/octet-stream", key="tr_download", icon=":material/download:",
         )  # fmt: skip
-        st.caption(f"Validation accuracy {res.val_acc:.2%} (best epoch {res.best_epoch}), training time {res.train_time_s:.0f}s.")
+        st.caption(
+            f"Validation accuracy {res.val_acc:.2%} (best epoch {res.best_epoch}), training time {res.train_time_s:.0f}s."
+        )

@@ -9,8 +9,7 @@ mkdir -p checkpoints logs
 all=(quick logreg mlp mlp2 cnn2 keras1 keras2 keras3 best cnn3bn)
 for name in "${@:-${all[@]}}"; do
   echo "== $name $(date +%T)"
-  $PY -m fmnist train --preset "$name" --out "checkpoints/$name.safetensors" --force 2>&1 \
-    | tr '\r' '\n' | grep -v '^\[' | tee "logs/train-$name.log"
+  $PY -m fmnist train --preset "$name" --out "checkpoints/$name.safetensors" --force 2>&1 | tee "logs/train-$name.log"
 done
 if [ $# -eq 0 ]; then
   echo "== ensemble $(date +%T)"

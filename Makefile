@@ -1,0 +1,23 @@
+# The two commands of the README. Both set everything up first and are safe to repeat.
+.PHONY: demo test lint bench screenshots setup
+
+demo:  ## set up, then run the app at http://localhost:8501
+	bash scripts/setup.sh
+	.venv/bin/streamlit run app.py
+
+test:  ## set up (with Chromium), then run the whole test suite
+	bash scripts/setup.sh --test
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest -q
+
+setup:
+	bash scripts/setup.sh
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+bench:
+	.venv/bin/python -m fmnist bench
+
+screenshots:  ## needs the app running on :8501
+	.venv/bin/python scripts/screenshots.py http://localhost:8501 docs/screenshots

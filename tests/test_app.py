@@ -1,0 +1,208 @@
+"""Streamlit AppTest: drive every page as a user would."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+
+TIMEOUT = 120
+
+
+
+
+def app() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    return at.run()
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"pages/{page}.py")
+    return at.run()
+
+
+def text(at: AppTest) -> str:
+    parts = [*at.markdown, *at.caption, *at.info, *at.success, *at.error, *at.warning, *at.title, *at.subheader]
+    return "\n".join(str(p.value) for p in parts)
+
+
+def picker_options(at: AppTest) -> list[str]:
+    """The sidebar model picker's visible labels."""
+    return list(at.sidebar.selectbox[0].options)
+
+
+@pytest.fixture
+def at(ckpt_dir):
+    return app()
+
+
+def test_home(at):
+    assert not at.exception
+    assert "Fashion-MNIST" in at.title[0].value
+    assert len(at.get("plotly_chart")) == 2  # gallery and class balance
+    zoo = at.dataframe[0].value
+    assert "cnn2" in set(zoo["model"]) and zoo.loc[zoo["model"] == "quickcnn", "measured test acc (%)"].item() > 90
+    before = at.get("plotly_chart")[0].proto.spec
+    at.button(key="home_shuffle").click().run()
+    assert not at.exception and at.get("plotly_chart")[0].proto.spec != before  # new samples
+
+
+def test_pages_without_models_point_to_train(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMNIST_CHECKPOINT_DIR", str(tmp_path))  # empty: no model anywhere
+    at = app()
+    for page in ("evaluate", "predict", "misclassified"):
+        goto(at, page)
+        assert not at.exception
+        assert "needs a trained model" in text(at)
+
+
+def test_train_save_then_evaluate(at, ckpt_dir):
+    goto(at, "train")
+    assert not at.exception
+    at.number_input(key="tr_quick_epochs").set_value(1)
+    at.number_input(key="tr_quick_subset").set_value(600)
+    at.button(key="tr_start").click().run()
+    run = at.session_state["train_run"]
+    assert run.config.subset == 600 and run.config.epochs == 1
+    assert run.wait(TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert "Finished" in text(at)
+    assert any("this session" in o for o in picker_options(at))  # usable before saving
+    at.text_input(key="tr_save_name").set_value("../My class model!")
+    at.button(key="tr_save").click().run()
+    assert not at.exception
+    saved = ckpt_dir / "My-class-model.safetensors"  # sanitised, inside the folder
+    assert saved.exists()
+    goto(at, "evaluate")
+    assert not at.exception
+    assert at.session_state["model_key"] == f"file:{saved}"  # selected in the shared picker
+    assert any(c.value.startswith("My-class-model:") for c in at.caption)  # Evaluate shows it
+    assert "Test accuracy" in [m.label for m in at.metric]
+    assert any(o.startswith("My-class-model (") for o in picker_options(at))
+    assert any(o.startswith("My-class-model (") for o in picker_options(app()))  # other sessions too
+
+
+def test_train_diverged_offers_no_model(at):
+    goto(at, "train")
+    at.number_input(key="tr_quick_lr").set_value(10.0)
+    at.number_input(key="tr_quick_epochs").set_value(1)
+    at.number_input(key="tr_quick_subset").set_value(600)
+    at.button(key="tr_start").click().run()
+    at.session_state["train_run"].wait(TIMEOUT)
+    at.run()
+    assert "diverged" in text(at)
+    assert not at.get("download_button") and not [b for b in at.button if b.key == "tr_save"]
+
+
+def test_stop_button(at):
+    goto(at, "train")
+    at.number_input(key="tr_quick_epochs").set_value(20)
+    at.button(key="tr_start").click().run()
+    at.button(key="tr_stop").click().run()
+    run = at.session_state["train_run"]
+    assert run.wait(30)
+    at.run()
+    assert run.result.status == "stopped" and "Stopped" in text(at)
+
+
+def test_evaluate_dashboard(at):
+    goto(at, "evaluate")
+    assert not at.exception
+    acc = next(m for m in at.metric if m.label == "Test accuracy").value
+    assert float(acc.rstrip("%")) > 90
+    counts_spec = at.get("plotly_chart")[0].proto.spec
+    at.radio(key="ev_norm").set_value("Row-normalised (recall per class)").run()
+    assert at.get("plotly_chart")[0].proto.spec != counts_spec
+    assert len(at.dataframe[0].value) == 10
+    at.selectbox(key="ev_cell_true").set_value(6)
+    at.selectbox(key="ev_cell_pred").set_value(0)
+    at.button(key="ev_cell_go").click().run()
+    assert not at.exception
+    assert at.session_state["mis_true"] == 6 and at.session_state["mis_pred"] == 0
+
+
+def test_evaluate_compare(at, ckpt_dir):
+    import shutil
+
+    shutil.copy(ckpt_dir / "quick.safetensors", ckpt_dir / "quick-copy.safetensors")
+    at.run()
+    goto(at, "evaluate")
+    other = [o for o in at.selectbox(key="ev_compare").options if "quick-copy" in str(o)][0]
+    at.selectbox(key="ev_compare").set_value(f"file:{ckpt_dir / 'quick-copy.safetensors'}").run()
+    assert not at.exception and other
+    assert len(at.get("plotly_chart")) >= 3  # matrix, diff, curves, calibration
+    assert "Δ accuracy" in at.dataframe[0].value.columns
+    assert (at.dataframe[0].value["Δ accuracy"] == 0).all()  # same weights: no difference
+
+
+def _png_of_test_image(ds, i: int) -> bytes:
+    img = Image.fromarray(255 - ds.test_images[i].numpy()).resize((224, 224))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_predict_upload(at, ds):
+    goto(at, "predict")
+    assert not at.exception
+    at.radio(key="pr_source").set_value("Upload an image").run()
+    at.file_uploader(key="pr_upload").upload("trouser.png", _png_of_test_image(ds, 2), "image/png")  # a trouser
+    at.run()
+    assert not at.exception
+    assert "Trouser" in [m.value for m in at.markdown if m.value.startswith("###")][0]
+    assert "What the model sees" in text(at)
+    steps = [i for i in at.get("image") if i.proto.imgs and "what the model sees" in i.proto.imgs[0].caption]
+    assert steps, "the final 28x28 preprocessing step is shown"
+
+
+@pytest.mark.parametrize("payload, name", [(b"not an image", "x.png"), (b"\x89PNG\r\n\x1a\n\x00\x00", "trunc.png")])
+def test_predict_bad_upload_keeps_working(at, payload, name):
+    goto(at, "predict")
+    at.radio(key="pr_source").set_value("Upload an image").run()
+    at.file_uploader(key="pr_upload").upload(name, payload, "image/png")
+    at.run()
+    assert not at.exception
+    assert any(name in e.value and "cannot be used" in e.value for e in at.error)
+    at.radio(key="pr_source").set_value("Test sample").run()  # the page still works
+    assert not at.exception and not at.error and len(at.get("image")) >= 2  # input + saliency
+
+
+def test_predict_test_sample(at, ds):
+    goto(at, "predict")
+    at.radio(key="pr_source").set_value("Test sample").run()
+    at.number_input(key="pr_index").set_value(2).run()
+    assert not at.exception
+    verdict = [m.value for m in at.markdown if m.value.startswith("###")][0]
+    assert "Trouser" in verdict and "correct" in verdict
+    assert len(at.dataframe[0].value) >= 1  # every model's vote
+
+
+def test_misclassified_filters(at, ckpt_dir):
+    from fmnist.checkpoints import load_checkpoint
+    from fmnist.data import load_dataset
+    from fmnist.evaluate import evaluate
+
+    ds = load_dataset()
+    res = evaluate(load_checkpoint(ckpt_dir / "quick.safetensors").model, ds.test_images, ds.test_labels)
+    goto(at, "misclassified")
+    assert not at.exception
+    total = int((res.preds != res.labels).sum())
+    assert f"**{total} errors**" in at.markdown[0].value
+    at.selectbox(key="mis_true").set_value(6).run()
+    at.selectbox(key="mis_pred").set_value(0).run()
+    expected = int(((res.labels == 6) & (res.preds == 0)).sum())
+    assert f"**{expected} errors**" in at.markdown[0].value
+    tiles = [b for b in at.button if b.key.startswith("mis_detail_")]
+    assert 0 < len(tiles) <= 24
+    shown = [int(b.key.rsplit("_", 1)[1]) for b in tiles]
+    assert all(res.labels[i] == 6 and res.preds[i] == 0 for i in shown)
+    cell = np.flatnonzero((res.labels == 6) & (res.preds == 0))
+    most_confident = cell[np.argsort(-res.probs.max(1)[cell], kind="stable")][: len(tiles)]
+    assert set(shown) == set(most_confident.tolist())  # page 1 = the most confident mistakes
+    tiles[0].click().run()
+    assert not at.exception and at.session_state["mis_selected"] == shown[0]
+    assert any("Test image #" in s.value for s in at.subheader)

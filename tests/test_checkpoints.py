@@ -1,0 +1,107 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from fmnist.checkpoints import (
+    CheckpointError,
+    build_card,
+    checkpoint_path,
+    from_bytes,
+    load_checkpoint,
+    read_card,
+    sanitize_name,
+    save_checkpoint,
+    to_bytes,
+)  # fmt: skip
+from fmnist.models import create_model
+from fmnist.train import to_input
+
+
+def _card(arch="mlp"):
+    return {
+        "arch": arch,
+        "kwargs": {},
+        "history": [{"epoch": 1, "val_acc": 0.5}],
+        "metrics": {"test": {"accuracy": 0.5}},
+    }
+
+
+def test_roundtrip(tmp_path, tiny_model, ds):
+    card = build_card(tiny_model, {"accuracy": 0.8}, "python -m fmnist train --arch mlp")
+    path = save_checkpoint(tiny_model.model, card, tmp_path / "m")
+    assert path.name == "m.safetensors"
+    ck = load_checkpoint(path)
+    x = to_input(ds.test_images[:16])
+    with torch.no_grad():
+        a, b = tiny_model.model.eval()(x), ck.model(x)
+    assert torch.allclose(a, b, atol=2e-2)  # weights stored as fp16
+    assert (a.argmax(1) == b.argmax(1)).all()
+    c = ck.card
+    assert c["arch"] == "mlp" and c["params"] == 101_770 and c["command"].startswith("python -m fmnist")
+    assert c["data_checksum"] == ds.checksum and c["versions"]["torch"] == torch.__version__
+    assert c["history"] == tiny_model.history and c["config"]["epochs"] == 1
+    assert read_card(path)["arch"] == "mlp"
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    path = save_checkpoint(create_model("mlp"), _card(), tmp_path / "keep")
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        save_checkpoint(create_model("mlp"), {**_card(), "note": "new"}, path)
+    assert path.read_bytes() == before  # old checkpoint intact
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.safetensors"]  # no temp file left
+
+
+def test_pickle_payload_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.safetensors"
+    evil.write_bytes(pickle.dumps({"state_dict": Payload()}))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(evil)
+    torch_file = tmp_path / "torch.safetensors"
+    torch.save({"x": Payload()}, torch_file)  # a torch zip pickle, also refused
+    with pytest.raises(CheckpointError, match="not a valid fmnist checkpoint"):
+        load_checkpoint(torch_file)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("data", [b"", b"garbage" * 10, b"\xff" * 8 + b"{}"])
+def test_corrupt_files_refused(data):
+    with pytest.raises(CheckpointError, match="not a valid fmnist checkpoint"):
+        from_bytes(data, "x.safetensors")
+
+
+def test_truncated_file_refused(tmp_path):
+    path = save_checkpoint(create_model("mlp"), _card(), tmp_path / "t")
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_wrong_architecture_refused():
+    data = to_bytes(create_model("mlp"), _card("cnn2"))  # card lies about the weights
+    with pytest.raises(CheckpointError, match="do not match architecture 'cnn2'"):
+        from_bytes(data)
+    with pytest.raises(CheckpointError, match="expected 'resnet'"):
+        from_bytes(to_bytes(create_model("mlp"), _card()), expected_arch="resnet")
+
+
+def test_names_are_sanitised(tmp_path):
+    assert sanitize_name("../../etc/passwd") == "passwd"
+    assert sanitize_name("my model!.safetensors") == "my-model"
+    assert checkpoint_path("../../x", tmp_path).parent == tmp_path
+    for bad in ("", "../", "..", "///"):
+        with pytest.raises(ValueError):
+            sanitize_name(bad)
