@@ -42,6 +42,13 @@ st.plotly_chart(
 )
 
 st.header("The model zoo")
+
+
+@st.cache_data
+def param_counts() -> dict[str, int]:
+    return {name: param_count(name) for name in list_models()}
+
+
 measured: dict[str, dict] = {}
 for e in available_models():
     if e.key.startswith("file:"):
@@ -54,7 +61,7 @@ for name in list_models():
         {
             "model": name,
             "description": spec.description,
-            "parameters": param_count(name),
+            "parameters": param_counts()[name],
             "reported (%)": spec.reported,
             "measured test acc (%)": round(100 * acc, 2) if acc else None,
             "train time (s)": card.get("train_time_s"),

@@ -58,6 +58,8 @@ def balance_fig(train_counts: np.ndarray, test_counts: np.ndarray) -> go.Figure:
 
 
 def confusion_fig(cm: np.ndarray, normalized: bool, title: str = "Confusion matrix") -> go.Figure:
+    """Heatmap of the confusion matrix. An invisible marker sits on every cell, because Plotly
+    heatmaps emit no selection events: clicking a cell selects its marker (see clicked_cell)."""
     z = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalized else cm
     text = np.vectorize(lambda v: f"{v:.0%}" if normalized else f"{int(v)}")(z)
     fig = go.Figure(
@@ -66,10 +68,30 @@ def confusion_fig(cm: np.ndarray, normalized: bool, title: str = "Confusion matr
             customdata=cm, hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>",
         )
     )  # fmt: skip
+    t, p = np.divmod(np.arange(cm.size), cm.shape[1])
+    invisible = {"marker": {"opacity": 0}}
+    fig.add_scatter(
+        x=[SHORT[i] for i in p], y=[SHORT[i] for i in t], mode="markers",
+        marker={"size": 34, "symbol": "square", "opacity": 0}, selected=invisible, unselected=invisible,
+        hovertemplate="true %{y}, predicted %{x}: click to see these images<extra></extra>", showlegend=False,
+    )  # fmt: skip
     fig.update_yaxes(autorange="reversed", title="true class")
     fig.update_xaxes(title="predicted class", side="top")
-    fig.update_layout(title=title, height=560, **LAYOUT)
+    fig.update_layout(title=title, height=560, clickmode="event+select", **LAYOUT)
     return fig
+
+
+def clicked_cell(event, n: int = 10) -> tuple[int, int] | None:
+    """(true, predicted) of the confusion cell a plotly_chart selection event points at.
+
+    The cell markers are trace 1, laid out row by row, so a point's index is true * n + pred.
+    """
+    points = (event or {}).get("selection", {}).get("points", [])  # the event is a dict subclass
+    for pt in points:
+        idx = pt.get("point_index", pt.get("point_number"))
+        if pt.get("curve_number") == 1 and isinstance(idx, int) and 0 <= idx < n * n:
+            return divmod(idx, n)
+    return None
 
 
 def confusion_diff_fig(cm_a: np.ndarray, cm_b: np.ndarray, name_a: str, name_b: str) -> go.Figure:

@@ -12,6 +12,7 @@ from fmnist.checkpoints import (
     Checkpoint,
     build_card,
     checkpoint_path,
+    round_to_fp16,
     save_checkpoint,
     to_bytes,
 )
@@ -129,8 +130,9 @@ def save_run(run: TrainingRun, name: str) -> str:
     if path.exists():
         raise FileExistsError(f"a model named {path.stem!r} already exists; choose another name")
     res, ds = run.result, dataset()
+    round_to_fp16(res.model)  # the card then describes exactly the saved weights
     ev = evaluate(res.model, ds.test_images, ds.test_labels, tta_flip=res.config.tta_flip)
-    test = {**ev.summary(), "per_class": ev.per_class_rows(), "confusion": ev.confusion}
+    test = ev.card_metrics()
     card = {**build_card(res, test, command=None), "name": path.stem, "saved_from": "Train page",
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
     save_checkpoint(res.model, card, path)

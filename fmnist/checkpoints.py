@@ -126,6 +126,7 @@ def save_checkpoint(model: nn.Module, card: dict[str, Any], path: str | os.PathL
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -49,8 +49,6 @@ from .train import (
     preset_config,
 )
 
-SUBSET_N = 1000  # the fixed test subset (first 1,000 images) whose accuracy each card records
-
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
@@ -64,24 +62,11 @@ def emit_json(obj: Any) -> None:
     print(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
-def test_metrics(result: EvalResult, sub: EvalResult | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {**result.summary(), "per_class": result.per_class_rows(), "confusion": result.confusion}
-    if sub is not None:
-        out[f"subset{SUBSET_N}_accuracy"] = sub.accuracy
-    return out
-
-
-def evaluate_test(model: torch.nn.Module, tta_flip: bool, limit: int | None = None) -> tuple[EvalResult, EvalResult]:
-    """Full test set (or the first `limit` images) and the fixed first-1,000 subset."""
+def evaluate_test(model: torch.nn.Module, tta_flip: bool, limit: int | None = None) -> EvalResult:
+    """Evaluate on the test set (or its first `limit` images)."""
     ds = load_dataset()
-    x, y = ds.test_images, ds.test_labels
-    if limit:
-        x, y = x[:limit], y[:limit]
-    full = evaluate(model, x, y, tta_flip=tta_flip)
-    sub_logits = torch.from_numpy(np.log(np.clip(full.probs[:SUBSET_N], 1e-12, None)))
-    from .evaluate import metrics_from_logits
-
-    return full, metrics_from_logits(sub_logits, y[:SUBSET_N])
+    n = limit or len(ds.test_labels)
+    return evaluate(model, ds.test_images[:n], ds.test_labels[:n], tta_flip=tta_flip)
 
 
 # ---------------------------------------------------------------- commands
@@ -119,6 +104,15 @@ def build_config(a: argparse.Namespace):
     base = a.preset or a.arch or "quick"
     if base not in PRESETS:
         raise CLIError(f"unknown {'preset' if a.preset else 'arch'} {base!r}; valid: {', '.join(PRESETS)}")
+    if a.model_kwargs:
+        try:
+            kwargs = json.loads(a.model_kwargs)
+        except json.JSONDecodeError as e:
+            raise CLIError(f"--model-kwargs is not valid JSON: {e}") from None
+        if not isinstance(kwargs, dict):
+            raise CLIError("--model-kwargs must be a JSON object, e.g. '{\"kernel_size\": 5}'")
+        create_model(PRESETS[base]["arch"], **kwargs)  # fail now, with the model's own message
+        overrides["model_kwargs"] = kwargs
     if aug:
         overrides["augment"] = {**PRESETS[base].get("augment", {}), **aug}
     if a.dry_run:
@@ -190,14 +184,14 @@ def cmd_train(a: argparse.Namespace) -> int:
         emit_json(summary) if a.json else err(result.message)
         return 3
     round_to_fp16(result.model)  # measure exactly what the checkpoint will hold
-    full, sub = evaluate_test(result.model, cfg.tta_flip)
+    full = evaluate_test(result.model, cfg.tta_flip)
     summary["test_accuracy"] = full.accuracy
     summary["test_loss"] = full.loss
     summary["macro_f1"] = full.macro_f1
     if a.dry_run:
         summary["checkpoint"] = None
     else:
-        card = build_card(result, test_metrics(full, sub), a.command_line)
+        card = build_card(result, full.card_metrics(), a.command_line)
         card["preset"] = a.preset
         card["wall_time_s"] = round(wall, 2)
         summary["checkpoint"] = str(save_checkpoint(result.model, card, out))
@@ -233,11 +227,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     ckpt = load_checkpoint(a.checkpoint)
     load_dataset(a.data_dir)
     t0 = time.perf_counter()
-    full, sub = evaluate_test(ckpt.model, ckpt.tta_flip, a.limit)
+    full = evaluate_test(ckpt.model, ckpt.tta_flip, a.limit)
     dt = time.perf_counter() - t0
     if a.json:
         emit_json({"checkpoint": str(a.checkpoint), "arch": ckpt.card["arch"], "params": count_params(ckpt.model),
-                   "seconds": round(dt, 3), "tta_flip": ckpt.tta_flip, **test_metrics(full, sub)})  # fmt: skip
+                   "seconds": round(dt, 3), "tta_flip": ckpt.tta_flip, **full.card_metrics()})  # fmt: skip
         return 0
     print(f"{a.checkpoint}: {ckpt.card['arch']}, {count_params(ckpt.model):,} params, {len(full.labels)} test images")
     print_report(full)
@@ -274,6 +268,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(a: argparse.Namespace) -> int:
+    out = Path(a.out if a.out.endswith(".safetensors") else a.out + ".safetensors")
+    if out.exists() and not a.force:
+        raise CLIError(f"{out} exists; pass --force to replace it, or choose another --out")
     members = [load_checkpoint(p) for p in a.checkpoints]
     if any(m.card["arch"] == "ensemble" for m in members):
         raise CLIError("an ensemble cannot contain another ensemble")
@@ -283,17 +280,17 @@ def cmd_ensemble(a: argparse.Namespace) -> int:
     for slot, m in zip(model.members, members):
         slot.load_state_dict(m.model.state_dict())
     model.eval()
-    full, sub = evaluate_test(model, False)
+    full = evaluate_test(model, False)
     card = {
         "arch": "ensemble", "kwargs": {"members": specs, "vote": a.vote},
         "members": [{"name": m.name, "arch": m.card["arch"],
                      "test_accuracy": m.card.get("metrics", {}).get("test", {}).get("accuracy")} for m in members],
-        "metrics": {"test": test_metrics(full, sub), "val": {}},
+        "metrics": {"test": full.card_metrics(), "val": {}},
         "train_time_s": sum(m.card.get("train_time_s", 0) for m in members),
         "command": a.command_line,
         "history": [], "config": {"tta_flip": False, "arch": "ensemble"},
     }  # fmt: skip
-    path = save_checkpoint(model, card, a.out)
+    path = save_checkpoint(model, card, out)
     if a.json:
         emit_json({"checkpoint": str(path), "test_accuracy": full.accuracy, "members": card["members"]})
     else:
@@ -354,6 +351,7 @@ def parser() -> argparse.ArgumentParser:
     t = add("train", cmd_train, "train a zoo model or preset and save a checkpoint")
     t.add_argument("--arch", help=f"architecture: {', '.join(list_models())}")
     t.add_argument("--preset", help=f"recipe preset: {', '.join(PRESETS)} (default: quick)")
+    t.add_argument("--model-kwargs", help="architecture options as JSON, e.g. '{\"kernel_size\": 5}'")
     t.add_argument("--epochs", type=positive_int)
     t.add_argument("--batch-size", type=positive_int)
     t.add_argument("--lr", type=float, help="learning rate (peak lr for one-cycle)")
@@ -390,6 +388,7 @@ def parser() -> argparse.ArgumentParser:
     en.add_argument("checkpoints", nargs="+")
     en.add_argument("--vote", choices=["soft", "majority"], default="soft")
     en.add_argument("--out", required=True)
+    en.add_argument("--force", action="store_true", help="replace an existing --out file")
 
     b = add("bench", cmd_bench, "throughput of this loop vs a per-sample DataLoader loop, eval and predict latency")
     b.add_argument("--arch", default="cnn2")
@@ -416,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         err(str(e))
     except KeyError as e:  # unknown model names etc. carry their own message
         err(str(e.args[0]) if e.args else repr(e))
-    except (ValueError, OSError) as e:
+    except (ValueError, TypeError, OSError) as e:
         err(f"{type(e).__name__}: {e}")
     except KeyboardInterrupt:
         err("interrupted")

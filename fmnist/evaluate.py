@@ -13,6 +13,8 @@ from torch import nn
 from .data import CLASSES, NUM_CLASSES
 from .train import predict_logits
 
+SUBSET_N = 1000  # the fixed test subset (first 1,000 images) whose accuracy each card records
+
 
 @dataclass(frozen=True)
 class EvalResult:
@@ -55,6 +57,16 @@ class EvalResult:
             }
             for c in range(NUM_CLASSES)
         ]
+
+    def card_metrics(self, subset_n: int = SUBSET_N) -> dict:
+        """What a model card stores: summary, per-class rows, confusion, fixed-subset accuracy."""
+        head = slice(0, subset_n)
+        return {
+            **self.summary(),
+            "per_class": self.per_class_rows(),
+            "confusion": self.confusion.tolist(),
+            f"subset{subset_n}_accuracy": float((self.preds[head] == self.labels[head]).mean()),
+        }
 
     def summary(self) -> dict[str, float | int]:
         return {

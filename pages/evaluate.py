@@ -4,12 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app_support.layout import page_setup
-from app_support.plots import (
-    confusion_diff_fig,
-    confusion_fig,
-    curves_fig,
-    reliability_fig,
-)
+from app_support.plots import clicked_cell, confusion_diff_fig, confusion_fig, curves_fig, reliability_fig
 from app_support.state import available_models, get_eval, require_model
 from fmnist.data import CLASSES
 from fmnist.evaluate import reliability_curve
@@ -45,11 +40,18 @@ st.caption(f"{name_a}: {int((res.preds != res.labels).sum())} of {len(res.labels
 st.subheader("Confusion matrix")
 norm = st.radio("Show", ["Counts", "Row-normalised (recall per class)"], horizontal=True, key="ev_norm") != "Counts"
 left, right = st.columns(2) if other is not None else (st.container(), None)
-left.plotly_chart(confusion_fig(res.confusion, norm, f"{name_a}"), key="ev_cm")
+event = left.plotly_chart(
+    confusion_fig(res.confusion, norm, f"{name_a}: click a cell to see its images"), key="ev_cm",
+    on_select="rerun", selection_mode="points",
+)  # fmt: skip
+cell = clicked_cell(event)
+if cell is not None and cell[0] != cell[1]:
+    st.session_state["mis_filter"] = {"true": cell[0], "pred": cell[1]}
+    st.switch_page("pages/misclassified.py")
 if right is not None:
     right.plotly_chart(confusion_diff_fig(res.confusion, other.confusion, name_a, name_b), key="ev_cm_diff")
 
-st.markdown("**See the mistakes behind a cell**: pick a true and a predicted class.")
+st.markdown("**See the mistakes behind a cell**: click it above, or pick a true and a predicted class.")
 c1, c2, c3 = st.columns([2, 2, 1])
 t = c1.selectbox("True class", range(10), 6, format_func=lambda i: CLASSES[i], key="ev_cell_true")
 p = c2.selectbox("Predicted as", range(10), 0, format_func=lambda i: CLASSES[i], key="ev_cell_pred")

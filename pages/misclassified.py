@@ -28,7 +28,7 @@ p = c2.selectbox("Predicted class", options, format_func=label, key="mis_pred")
 order = c3.selectbox(
     "Sort by", ["Most confident mistakes first", "Least confident first", "Test index"], key="mis_sort"
 )
-per_page = c4.select_slider("Per page", [12, 24, 48, 96], 24, key="mis_per_page")
+per_page = c4.select_slider("Per page", [16, 32, 64, 96], 32, key="mis_per_page")
 
 wrong = res.error_indices  # most confident first
 if t is not None:
@@ -49,9 +49,9 @@ if len(wrong) == 0:
 pages = math.ceil(len(wrong) / per_page)
 page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="mis_page") if pages > 1 else 1
 shown = wrong[(page - 1) * per_page : page * per_page]
-cols = st.columns(6)
+cols = st.columns(8)
 for k, i in enumerate(shown):
-    with cols[k % 6]:
+    with cols[k % 8]:
         st.image(upscale(ds.test_images[int(i)].numpy(), 4), width="stretch")
         st.markdown(
             f"<small>#{i}<br>true <b>{CLASSES[res.labels[i]]}</b><br>pred <b>{CLASSES[res.preds[i]]}</b> "

@@ -11,7 +11,15 @@ from playwright.sync_api import sync_playwright
 
 URL = sys.argv[1] if len(sys.argv) > 1 else "http://localhost:8501"
 OUT = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/screenshots")
-PAGES = {"home": "", "train": "train", "evaluate": "evaluate", "predict": "predict", "misclassified": "misclassified"}
+# page -> (url path, viewport height): Streamlit scrolls inside its own container, so the
+# viewport must be tall enough to hold the whole page.
+PAGES = {
+    "home": ("", 2500),
+    "train": ("train", 1300),
+    "evaluate": ("evaluate", 2900),
+    "predict": ("predict", 2300),
+    "misclassified": ("misclassified", 2900),
+}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 
@@ -28,14 +36,46 @@ def wait_idle(page, timeout: float = 90) -> None:
     time.sleep(1.5)
 
 
+def draw_trousers(page) -> None:
+    """Two filled legs joined at the waist, drawn with the mouse on the Predict canvas."""
+    box = page.locator("[data-testid=stBidiComponentIsolated]").first.bounding_box()
+    x0, y0, w, h = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.15, box["width"], box["height"]
+    strokes = [
+        ((x0 + w * (dx + 0.03 * k), y0), (x0 + w * (dx + 0.03 * k), y0 + h * 0.7))
+        for dx in (0.0, 0.28)
+        for k in range(4)
+    ]
+    strokes.append(((x0, y0), (x0 + w * 0.4, y0)))
+    for (xa, ya), (xb, yb) in strokes:
+        page.mouse.move(xa, ya)
+        page.mouse.down()
+        page.mouse.move(xb, yb, steps=12)
+        page.mouse.up()
+        time.sleep(0.3)
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        for name, path in PAGES.items():
+        for name, (path, height) in PAGES.items():
+            page.set_viewport_size({"width": 1400, "height": height})
             page.goto(f"{URL}/{path}")
             wait_idle(page)
+            if name == "train":  # a short live run: the screenshot shows the curves growing
+                page.get_by_label("Training images (0 = all)").fill("12000")
+                page.get_by_label("Training images (0 = all)").press("Enter")
+                wait_idle(page)
+                page.get_by_role("button", name="Start training").click()
+                time.sleep(35)
+            if name == "misclassified":
+                page.get_by_role("button", name="Details").first.click()
+                wait_idle(page)
+            if name == "predict":
+                draw_trousers(page)
+                page.get_by_text("What the model sees").first.wait_for()
+                wait_idle(page)
             page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
             print("saved", OUT / f"{name}.png")
         browser.close()

@@ -82,11 +82,10 @@ def test_draw_on_canvas_and_get_a_prediction(server, page, tmp_path):
     page.mouse.down()
     page.mouse.move(x0 + box["width"] * 0.4, y0, steps=8)
     page.mouse.up()
-    page.screenshot(path="/tmp/drawn.png", full_page=True)
-    page.get_by_text("What the model sees").wait_for()
+    page.get_by_text("What the model sees").first.wait_for()
     page.get_by_text("5. Centred on 28x28").first.wait_for()
     verdict = page.locator("h3").filter(has_text="%").first.inner_text()
-    page.screenshot(path=str(tmp_path / "predict-drawn.png"), full_page=True)
+    page.screenshot(path="/tmp/predict-drawn.png", full_page=True)
     assert "Trouser" in verdict, verdict
 
 
@@ -96,3 +95,18 @@ def test_every_page_renders_without_error(server, page):
         page.goto(f"{server}/{path}")
         page.get_by_text(marker).first.wait_for()
         assert page.locator("[data-testid=stException]").count() == 0
+
+
+def test_click_confusion_cell_opens_its_mistakes(server, page):
+    page.goto(f"{server}/evaluate")
+    page.get_by_text("Confusion matrix").first.wait_for()
+    plot = page.locator("[data-testid=stPlotlyChart]").first
+    plot.locator(".nsewdrag").first.wait_for()
+    area = plot.locator(".nsewdrag").first.bounding_box()  # the 10x10 plotting area
+    row, col = 6, 0  # true Shirt, predicted T-shirt: the classic confusion
+    page.mouse.click(area["x"] + area["width"] * (col + 0.5) / 10, area["y"] + area["height"] * (row + 0.5) / 10)
+    page.get_by_text("Misclassified test images").wait_for()
+    page.get_by_text("errors", exact=False).first.wait_for()
+    body = page.locator("[data-testid=stMain]").inner_text()
+    assert "true Shirt" in body and "pred T-shirt/top" in body
+    assert "true Coat" not in body  # only that cell's images
