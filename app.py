@@ -11,6 +11,7 @@ import streamlit as st
 from app_support.layout import page_setup
 from app_support.plots import balance_fig, gallery_fig
 from app_support.state import available_models, dataset
+from fmnist.checkpoints import test_accuracy
 from fmnist.data import CLASSES
 from fmnist.models import get_spec, list_models, param_count
 
@@ -49,14 +50,17 @@ def param_counts() -> dict[str, int]:
     return {name: param_count(name) for name in list_models()}
 
 
-measured: dict[str, dict] = {}
-for e in available_models():
-    if e.key.startswith("file:"):
-        measured.setdefault(e.card.get("arch"), e.card)  # first checkpoint per architecture
+SHIPPED_AS = {"quickcnn": "quick", "resnet": "best"}  # the shipped checkpoint of each architecture
+cards = {
+    e.key.rsplit("/", 1)[-1].removesuffix(".safetensors"): e.card
+    for e in available_models()
+    if e.key.startswith("file:")
+}
+measured = {name: cards.get(SHIPPED_AS.get(name, name), {}) for name in list_models()}
 rows = []
 for name in list_models():
     spec, card = get_spec(name), measured.get(name, {})
-    acc = card.get("metrics", {}).get("test", {}).get("accuracy")
+    acc = test_accuracy(card)
     rows.append(
         {
             "model": name,

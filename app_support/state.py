@@ -14,6 +14,7 @@ from fmnist.checkpoints import (
     list_checkpoints,
     load_checkpoint,
     read_card,
+    test_accuracy,
 )
 from fmnist.data import DatasetError, FashionMNIST, load_dataset
 from fmnist.evaluate import EvalResult, evaluate
@@ -71,8 +72,8 @@ def available_models() -> list[ModelEntry]:
             card = read_card(p)
         except CheckpointError:
             continue  # a damaged file is listed nowhere; load errors are shown when picked
-        acc = card.get("metrics", {}).get("test", {}).get("accuracy")
-        label = f"{p.stem} ({acc:.1%})" if isinstance(acc, float) else p.stem
+        acc = test_accuracy(card)
+        label = f"{p.stem} ({acc:.1%})" if acc is not None else p.stem
         entries.append(ModelEntry(f"file:{p}", label, card))
     for name, ck in st.session_state.get(SESSION_MODELS, {}).items():
         entries.append(ModelEntry(f"session:{name}", f"{name} (this session, unsaved)", ck.card))
@@ -100,6 +101,16 @@ def get_eval(key: str) -> EvalResult:
     dataset()
     p = Path(ref)
     return _evaluate_file(str(p), p.stat().st_mtime)
+
+
+def get_eval_or_stop(key: str, label: str) -> EvalResult:
+    """get_eval, but a model that cannot be loaded shows a clear error instead of a traceback."""
+    try:
+        return get_eval(key)
+    except (CheckpointError, OSError) as e:
+        st.error(f"Cannot evaluate **{label}**: {e}")
+        st.stop()
+        raise
 
 
 def default_index(entries: list[ModelEntry]) -> int:

@@ -8,15 +8,7 @@ import streamlit as st
 
 from app_support.runner import TrainingRun
 from app_support.state import SESSION_MODELS, checkpoint_dir, dataset
-from fmnist.checkpoints import (
-    Checkpoint,
-    build_card,
-    checkpoint_path,
-    round_to_fp16,
-    save_checkpoint,
-    to_bytes,
-)
-from fmnist.evaluate import evaluate
+from fmnist.checkpoints import Checkpoint, build_card, checkpoint_path, save_trained, to_bytes
 from fmnist.models import list_models
 from fmnist.train import PRESETS, ConfigError, TrainConfig, preset_config
 
@@ -66,7 +58,8 @@ def config_form(disabled: bool) -> TrainConfig | None:
         "Training images (0 = all)", 0, 60000, base.subset or 0, step=1000, key=k + "subset", disabled=disabled
     )
     with st.expander("Augmentation, regularisation, early stopping, seed"):
-        c1, c2, c3, c4 = st.columns(4)
+        c0, c1, c2, c3, c4 = st.columns(5)
+        erase = c0.slider("Random erasing (p)", 0.0, 1.0, base.augment.erase, 0.1, key=k + "erase", disabled=disabled)
         flip = c1.toggle("Random flip", base.augment.flip, key=k + "flip", disabled=disabled)
         shift = c2.slider("Shift (fraction)", 0.0, 0.3, base.augment.shift, 0.05, key=k + "shift", disabled=disabled)
         rotate = c3.slider(
@@ -87,7 +80,7 @@ def config_form(disabled: bool) -> TrainConfig | None:
             arch=arch, epochs=int(epochs), batch_size=int(batch), lr=float(lr), optimizer=opt, schedule=sched,
             val_fraction=float(val), subset=int(subset) or None, weight_decay=float(wd), label_smoothing=float(ls),
             patience=int(patience) or None, seed=int(seed), tta_flip=base.tta_flip,
-            augment={"flip": flip, "shift": shift, "rotate": rotate, "zoom": zoom},
+            augment={"flip": flip, "shift": shift, "rotate": rotate, "zoom": zoom, "erase": erase},
             model_kwargs=base.model_kwargs if arch == base.arch else {},
         )  # fmt: skip
     except ConfigError as e:
@@ -100,6 +93,10 @@ def current_run() -> TrainingRun | None:
 
 
 def start_run(cfg: TrainConfig) -> TrainingRun:
+    """Start this session's run (one at a time: a live run is returned as it is)."""
+    live = current_run()
+    if live is not None and live.running:
+        return live
     n = st.session_state.get("train_count", 0) + 1
     st.session_state["train_count"] = n
     run = TrainingRun(cfg, dataset(), label=f"{cfg.arch}-run{n}").start()
@@ -129,13 +126,8 @@ def save_run(run: TrainingRun, name: str) -> str:
     path = checkpoint_path(name, checkpoint_dir())  # raises ValueError on unusable names
     if path.exists():
         raise FileExistsError(f"a model named {path.stem!r} already exists; choose another name")
-    res, ds = run.result, dataset()
-    round_to_fp16(res.model)  # the card then describes exactly the saved weights
-    ev = evaluate(res.model, ds.test_images, ds.test_labels, tta_flip=res.config.tta_flip)
-    test = ev.card_metrics()
-    card = {**build_card(res, test, command=None), "name": path.stem, "saved_from": "Train page",
-            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
-    save_checkpoint(res.model, card, path)
+    extra = {"name": path.stem, "saved_from": "Train page", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    save_trained(run.result, path, command=None, **extra)
     st.session_state.get(SESSION_MODELS, {}).pop(run.label, None)
     st.session_state["pending_model_key"] = f"file:{path}"
     return str(path)

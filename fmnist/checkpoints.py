@@ -156,16 +156,19 @@ def from_bytes(data: bytes, source: str = "checkpoint", expected_arch: str | Non
     try:
         card = json.loads(meta["card"])
         arch, kwargs = card["arch"], card.get("kwargs", {})
+        if not isinstance(kwargs, dict):
+            raise TypeError("kwargs is not an object")
     except (KeyError, json.JSONDecodeError, TypeError) as e:
         raise CheckpointError(f"{source}: model card is damaged ({e})") from None
     if expected_arch and arch != expected_arch:
         raise CheckpointError(f"{source} holds a {arch!r} model, expected {expected_arch!r}")
     try:
         model = create_model(arch, **kwargs)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    except Exception as e:  # bad kwargs in a card can fail in any builder, in any way
+        raise CheckpointError(f"{source}: cannot build {arch!r} from its card ({type(e).__name__}: {e})") from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
         model.load_state_dict(state, strict=True)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{source}: {str(e).splitlines()[0]}") from None
     except RuntimeError as e:  # missing/unexpected keys or shape mismatch
         raise CheckpointError(
             f"{source}: weights do not match architecture {arch!r}: {str(e).splitlines()[0][:200]}"
@@ -193,11 +196,15 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
             n = int.from_bytes(f.read(8), "little")
             if not 0 < n < 50 * 2**20:
                 raise ValueError("bad header length")
-            meta = json.loads(f.read(n)).get("__metadata__") or {}
+            header = json.loads(f.read(n))
+        meta = (header.get("__metadata__") or {}) if isinstance(header, dict) else {}
         if meta.get("format") != FORMAT:
             raise ValueError("not an fmnist checkpoint")
-        return json.loads(meta["card"])
-    except (OSError, ValueError, KeyError, UnicodeDecodeError) as e:
+        card = json.loads(meta["card"])
+        if not isinstance(card, dict) or not isinstance(card.get("arch"), str):
+            raise ValueError("model card is not an object with an 'arch'")
+        return card
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: cannot read model card ({e})") from None
 
 
@@ -233,3 +240,38 @@ def build_card(result: Any, test: dict[str, Any] | None = None, command: str | N
         "command": command,
         "versions": versions(),
     }
+
+
+def test_accuracy(card: dict[str, Any]) -> float | None:
+    """The test accuracy a model card records, if any."""
+    acc = card.get("metrics", {}).get("test", {}).get("accuracy")
+    return acc if isinstance(acc, float) else None
+
+
+def save_trained(result: Any, path: str | os.PathLike, command: str | None = None, **extra: Any):
+    """Round a finished run's weights to fp16, evaluate them on the test set, write the card.
+
+    The UI and the CLI both save through here, so every card's test metrics describe exactly
+    the saved weights. Returns (path, EvalResult).
+    """
+    from .data import load_dataset
+    from .evaluate import evaluate
+
+    round_to_fp16(result.model)
+    ds = load_dataset()
+    ev = evaluate(result.model, ds.test_images, ds.test_labels, tta_flip=result.config.tta_flip)
+    card = {**build_card(result, ev.card_metrics(), command), **extra}
+    return save_checkpoint(result.model, card, path), ev
+
+
+def build_ensemble(members: list[Checkpoint], vote: str = "soft") -> nn.Module:
+    """An Ensemble whose members carry the weights of saved checkpoints."""
+    if not members:
+        raise CheckpointError("an ensemble needs at least one checkpoint")
+    if any(m.card["arch"] == "ensemble" for m in members):
+        raise CheckpointError("an ensemble cannot contain another ensemble")
+    specs = [{"arch": m.card["arch"], "kwargs": m.card.get("kwargs", {})} for m in members]
+    model = create_model("ensemble", members=specs, vote=vote)
+    for slot, m in zip(model.members, members):
+        slot.load_state_dict(m.model.state_dict())
+    return model.eval()

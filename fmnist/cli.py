@@ -1,4 +1,4 @@
-"""Command line: python -m fmnist {models,train,evaluate,predict,ensemble,bench,download}.
+"""Command line: python -m fmnist {models,data,train,evaluate,predict,ensemble,bench,download}.
 
 Plain text for people; --json prints exactly one JSON object on stdout for scripts.
 Bad input of any kind ends with a one-line error on stderr and a non-zero exit, no traceback.
@@ -10,7 +10,6 @@ import argparse
 import json
 import shlex
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,16 @@ from . import bench as bench_mod
 from .checkpoints import (
     CHECKPOINT_DIR,
     CheckpointError,
-    build_card,
+    build_ensemble,
     load_checkpoint,
     round_to_fp16,
     save_checkpoint,
+    save_trained,
+    test_accuracy,
 )
 from .data import CLASSES, DatasetError, load_dataset
 from .evaluate import EvalResult, evaluate
 from .models import (
-    Ensemble,
     count_params,
     create_model,
     get_spec,
@@ -44,9 +44,9 @@ from .train import (
     ConfigError,
     DoneEvent,
     EpochEvent,
+    TrainConfig,
     iter_training,
     predict_logits,
-    preset_config,
 )
 
 
@@ -92,7 +92,7 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 
 def build_config(a: argparse.Namespace):
-    aug = {k: getattr(a, k) for k in ("flip", "shift", "rotate", "zoom") if getattr(a, k) is not None}
+    aug = {k: getattr(a, k) for k in ("flip", "shift", "rotate", "zoom", "erase") if getattr(a, k) is not None}
     overrides = dict(
         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer, schedule=a.schedule,
         weight_decay=a.weight_decay, label_smoothing=a.label_smoothing, val_fraction=a.val_fraction,
@@ -101,23 +101,28 @@ def build_config(a: argparse.Namespace):
     )  # fmt: skip
     if a.preset and a.arch:
         raise CLIError("give --arch or --preset, not both")
-    base = a.preset or a.arch or "quick"
-    if base not in PRESETS:
-        raise CLIError(f"unknown {'preset' if a.preset else 'arch'} {base!r}; valid: {', '.join(PRESETS)}")
+    if a.arch:  # an architecture with its own public recipe
+        get_spec(a.arch)  # KeyError lists the valid names
+        base = {"arch": a.arch, **get_spec(a.arch).recipe}
+    else:
+        name = a.preset or "quick"
+        if name not in PRESETS:
+            raise CLIError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+        base = PRESETS[name]
     if a.model_kwargs:
         try:
             kwargs = json.loads(a.model_kwargs)
-        except json.JSONDecodeError as e:
-            raise CLIError(f"--model-kwargs is not valid JSON: {e}") from None
-        if not isinstance(kwargs, dict):
-            raise CLIError("--model-kwargs must be a JSON object, e.g. '{\"kernel_size\": 5}'")
-        create_model(PRESETS[base]["arch"], **kwargs)  # fail now, with the model's own message
+            if not isinstance(kwargs, dict):
+                raise ValueError("not a JSON object")
+            create_model(base["arch"], **kwargs)  # fail now, with the builder's own message
+        except Exception as e:  # any builder error becomes one line
+            raise CLIError(f"--model-kwargs {a.model_kwargs!r} rejected: {type(e).__name__}: {e}") from None
         overrides["model_kwargs"] = kwargs
     if aug:
-        overrides["augment"] = {**PRESETS[base].get("augment", {}), **aug}
+        overrides["augment"] = {**base.get("augment", {}), **aug}
     if a.dry_run:
         overrides.update(epochs=1, subset=512)
-    return preset_config(base, **overrides)
+    return TrainConfig.from_dict({**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 class Progress:
@@ -161,16 +166,14 @@ def cmd_train(a: argparse.Namespace) -> int:
     data = load_dataset(a.data_dir)
     wall0 = time.perf_counter()
     progress = Progress(a.json)
-    stop = threading.Event()
     result = None
     try:
-        for ev in iter_training(cfg, data, stop):
+        for ev in iter_training(cfg, data):
             progress(ev)
             if isinstance(ev, DoneEvent):
                 result = ev.result
-    except KeyboardInterrupt:  # Ctrl-C once: stop after this batch and keep the best weights
-        stop.set()
-        raise CLIError("interrupted") from None
+    except KeyboardInterrupt:
+        raise CLIError("interrupted: nothing was saved") from None
     wall = time.perf_counter() - wall0
     assert result is not None
     summary: dict[str, Any] = {
@@ -183,18 +186,13 @@ def cmd_train(a: argparse.Namespace) -> int:
         summary["checkpoint"] = None
         emit_json(summary) if a.json else err(result.message)
         return 3
-    round_to_fp16(result.model)  # measure exactly what the checkpoint will hold
-    full = evaluate_test(result.model, cfg.tta_flip)
-    summary["test_accuracy"] = full.accuracy
-    summary["test_loss"] = full.loss
-    summary["macro_f1"] = full.macro_f1
     if a.dry_run:
-        summary["checkpoint"] = None
+        full, path = evaluate_test(round_to_fp16(result.model), cfg.tta_flip), None
     else:
-        card = build_card(result, full.card_metrics(), a.command_line)
-        card["preset"] = a.preset
-        card["wall_time_s"] = round(wall, 2)
-        summary["checkpoint"] = str(save_checkpoint(result.model, card, out))
+        path, full = save_trained(result, out, a.command_line, preset=a.preset, wall_time_s=round(wall, 2))
+    summary.update(
+        test_accuracy=full.accuracy, test_loss=full.loss, macro_f1=full.macro_f1, checkpoint=str(path) if path else None
+    )
     if a.json:
         emit_json(summary)
     else:
@@ -272,23 +270,15 @@ def cmd_ensemble(a: argparse.Namespace) -> int:
     if out.exists() and not a.force:
         raise CLIError(f"{out} exists; pass --force to replace it, or choose another --out")
     members = [load_checkpoint(p) for p in a.checkpoints]
-    if any(m.card["arch"] == "ensemble" for m in members):
-        raise CLIError("an ensemble cannot contain another ensemble")
-    specs = [{"arch": m.card["arch"], "kwargs": m.card.get("kwargs", {})} for m in members]
-    model = create_model("ensemble", members=specs, vote=a.vote)
-    assert isinstance(model, Ensemble)
-    for slot, m in zip(model.members, members):
-        slot.load_state_dict(m.model.state_dict())
-    model.eval()
+    model = build_ensemble(members, a.vote)
     full = evaluate_test(model, False)
     card = {
-        "arch": "ensemble", "kwargs": {"members": specs, "vote": a.vote},
-        "members": [{"name": m.name, "arch": m.card["arch"],
-                     "test_accuracy": m.card.get("metrics", {}).get("test", {}).get("accuracy")} for m in members],
+        "arch": "ensemble", "kwargs": {"members": model.member_specs, "vote": a.vote},
+        "members": [{"name": m.name, "arch": m.card["arch"], "test_accuracy": test_accuracy(m.card)} for m in members],
         "metrics": {"test": full.card_metrics(), "val": {}},
         "train_time_s": sum(m.card.get("train_time_s", 0) for m in members),
-        "command": a.command_line,
-        "history": [], "config": {"tta_flip": False, "arch": "ensemble"},
+        "data_checksum": load_dataset().checksum,
+        "command": a.command_line, "history": [], "config": {"tta_flip": False, "arch": "ensemble"},
     }  # fmt: skip
     path = save_checkpoint(model, card, out)
     if a.json:
@@ -312,7 +302,9 @@ def cmd_download(a: argparse.Namespace) -> int:
 
     path = download(a.dest)
     ds = load_dataset(path)
-    print(f"Fashion-MNIST ready in {path} (verified: {ds.verified})")
+    emit_json({"root": str(path), "verified": ds.verified}) if a.json else print(
+        f"Fashion-MNIST ready in {path} (verified: {ds.verified})"
+    )
     return 0
 
 
@@ -369,6 +361,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--shift", type=float, help="max random shift, fraction of the side")
     t.add_argument("--rotate", type=float, help="max random rotation, degrees")
     t.add_argument("--zoom", type=float, help="max random zoom, fraction")
+    t.add_argument("--erase", type=float, help="random-erasing probability (a 4-12 px square)")
     t.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None, help="flip test-time aug")
     t.add_argument("--log-every", type=positive_int)
     t.add_argument("--out", help="checkpoint path (default: checkpoints/<preset>-<time>.safetensors)")

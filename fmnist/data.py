@@ -215,16 +215,6 @@ def stratified_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tens
     return sub
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 or [0,1] float images (N, 28, 28) -> normalised float (N, 1, 28, 28)."""
-    x = images.float()
-    if images.dtype == torch.uint8:
-        x = x / 255.0
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    return (x - MEAN) / STD
-
-
 def dataset_stats(ds: FashionMNIST) -> tuple[float, float]:
     """Mean and std of the training pixels in [0, 1]; the source of MEAN and STD."""
     x = ds.train_images.float() / 255.0

@@ -5,11 +5,17 @@ Each function returns a (28, 28) float map scaled to [0, 1], ready to overlay.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 from torch import nn
 
 from .train import to_input
+
+# Models are shared between app sessions (cached once per server): Grad-CAM hooks must not
+# interleave, and nothing here may leave gradients on the shared weights.
+_LOCK = threading.Lock()
 
 
 def _norm(a: torch.Tensor) -> np.ndarray:
@@ -29,12 +35,12 @@ def saliency(model: nn.Module, image: torch.Tensor, target: int) -> np.ndarray:
     Args:
         image: uint8 (1, 28, 28) or (28, 28).
     """
-    model.eval()
     x = to_input(image.reshape(1, 28, 28)).repeat(8, 1, 1, 1)
     x = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
-    with torch.enable_grad():
-        model(x)[:, target].sum().backward()
-    return _norm(x.grad.abs().mean(0)[0])
+    with _LOCK, torch.enable_grad():
+        model.eval()
+        (grad,) = torch.autograd.grad(model(x)[:, target].sum(), x)  # no .grad left on the weights
+    return _norm(grad.abs().mean(0)[0])
 
 
 def grad_cam(model: nn.Module, image: torch.Tensor, target: int) -> np.ndarray | None:
@@ -44,9 +50,9 @@ def grad_cam(model: nn.Module, image: torch.Tensor, target: int) -> np.ndarray |
     layer = last_conv(model)
     if layer is None:
         return None
-    model.eval()
     x = to_input(image.reshape(1, 28, 28))
-    with torch.enable_grad():
+    with _LOCK, torch.enable_grad():
+        model.eval()
         attr = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
     up = LayerAttribution.interpolate(attr, (28, 28), interpolate_mode="bilinear")
     return _norm(up[0, 0])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .data import IMAGE_SIZE
 
@@ -115,8 +115,17 @@ def preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike) -> 
     on a 28x28 black canvas. Normalisation happens in the model's input path (fmnist.train).
 
     Raises:
-        ImageError: unreadable, damaged, too large or blank images.
+        ImageError: unreadable, damaged, too large, blank or unsupported images.
     """
+    try:
+        return _preprocess(source)
+    except ImageError:
+        raise
+    except (OSError, ValueError, TypeError, SyntaxError, EOFError, MemoryError) as e:  # e.g. exotic modes
+        raise ImageError(f"cannot process this image ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def _preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike) -> Preprocessed:
     notes: list[str] = []
     if isinstance(source, np.ndarray):
         img = Image.fromarray(source.astype(np.uint8) if source.dtype != np.uint8 else source)
@@ -160,8 +169,3 @@ def preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike) -> 
     final = np.asarray(canvas, dtype=np.uint8)
     steps.append(("5. Centred on 28x28: what the model sees", final))
     return Preprocessed(final, steps, notes, inverted)
-
-
-def autocontrast(a: np.ndarray) -> np.ndarray:
-    """uint8 image stretched to the full range, for display."""
-    return np.asarray(ImageOps.autocontrast(Image.fromarray(a)))

@@ -47,10 +47,11 @@ class Augment:
     shift: float = 0.0  # max translation, fraction of the image side (0.1 = 2.8 px)
     rotate: float = 0.0  # max rotation, degrees
     zoom: float = 0.0  # max scale change, fraction (0.1 = 90%..110%)
+    erase: float = 0.0  # probability of blanking a random square of 4-12 px (random erasing)
 
     @property
     def active(self) -> bool:
-        return self.flip or self.shift > 0 or self.rotate > 0 or self.zoom > 0
+        return self.flip or self.shift > 0 or self.rotate > 0 or self.zoom > 0 or self.erase > 0
 
 
 @dataclass
@@ -102,6 +103,7 @@ class TrainConfig:
             (0 <= self.augment.shift <= 0.5, f"augment shift must be in [0, 0.5], got {self.augment.shift}"),
             (0 <= self.augment.rotate <= 180, f"augment rotate must be 0..180 degrees, got {self.augment.rotate}"),
             (0 <= self.augment.zoom <= 0.5, f"augment zoom must be in [0, 0.5], got {self.augment.zoom}"),
+            (0 <= self.augment.erase <= 1, f"augment erase must be a probability, got {self.augment.erase}"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
         ]
         for ok, msg in checks:
@@ -208,6 +210,8 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but no CUDA GPU is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' requested but Apple MPS is not available")
     return torch.device(name)
 
 
@@ -258,6 +262,10 @@ def augment_batch(x: torch.Tensor, aug: Augment, gen: torch.Generator | None = N
     def u(scale: float) -> torch.Tensor:  # uniform in [-scale, scale], (B,)
         return (torch.rand(b, generator=gen) * 2 - 1) * scale
 
+    if aug.erase > 0:
+        x = random_erase(x, aug.erase, gen)
+    if not (aug.flip or aug.shift or aug.rotate or aug.zoom):
+        return x
     if not (aug.shift or aug.rotate or aug.zoom):  # flip only: no resampling
         flip = torch.rand(b, generator=gen) < 0.5
         return torch.where(flip.view(b, 1, 1, 1).to(x.device), x.flip(-1), x)
@@ -271,6 +279,18 @@ def augment_batch(x: torch.Tensor, aug: Augment, gen: torch.Generator | None = N
     ).to(x.device)  # (B, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_erase(x: torch.Tensor, p: float, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Blank a random square (side 4-12 px, clipped at the border) in each image with probability p."""
+    b, _, h, w = x.shape
+    side = torch.randint(4, 13, (b, 1, 1), generator=gen)
+    y0 = torch.randint(0, h, (b, 1, 1), generator=gen) - side // 2  # top-left corner, may be outside
+    x0 = torch.randint(0, w, (b, 1, 1), generator=gen) - side // 2
+    ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    box = (ys >= y0) & (ys < y0 + side) & (xs >= x0) & (xs < x0 + side)  # (B, H, W)
+    hit = (torch.rand(b, 1, 1, generator=gen) < p) & box
+    return x.masked_fill(hit.unsqueeze(1).to(x.device), 0.0)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -317,6 +337,19 @@ def predict_logits(
     return torch.cat(out) if out else torch.empty(0, 10)
 
 
+def split_indices(cfg: TrainConfig, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's (train, validation) indices into the 60k training images.
+
+    A seeded stratified split; with `subset`, both parts shrink class-balanced (validation to
+    subset/5, at least 200 images) so that a classroom run stays fast end to end.
+    """
+    train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.seed)
+    if cfg.subset:
+        train_idx = train_idx[stratified_subset(labels[train_idx], cfg.subset, cfg.seed)]
+        val_idx = val_idx[stratified_subset(labels[val_idx], max(cfg.subset // 5, 200), cfg.seed)]
+    return train_idx, val_idx
+
+
 def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -342,10 +375,7 @@ def iter_training(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
-    if cfg.subset:
-        train_idx = train_idx[stratified_subset(data.train_labels[train_idx], cfg.subset, cfg.seed)]
-        val_idx = val_idx[stratified_subset(data.train_labels[val_idx], max(cfg.subset // 5, 200), cfg.seed)]
+    train_idx, val_idx = split_indices(cfg, data.train_labels)
     x_tr, y_tr = data.train_images[train_idx].to(device), data.train_labels[train_idx].to(device)
     x_val, y_val = data.train_images[val_idx], data.train_labels[val_idx]
 

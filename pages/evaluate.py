@@ -5,14 +5,14 @@ import streamlit as st
 
 from app_support.layout import page_setup
 from app_support.plots import clicked_cell, confusion_diff_fig, confusion_fig, curves_fig, reliability_fig
-from app_support.state import available_models, get_eval, require_model
+from app_support.state import available_models, get_eval_or_stop, require_model
 from fmnist.data import CLASSES
 from fmnist.evaluate import reliability_curve
 
 page_setup("Evaluate")
 st.title("Evaluate")
 entry, ckpt = require_model()
-res = get_eval(entry.key)
+res = get_eval_or_stop(entry.key, entry.label)
 others = [e for e in available_models() if e.key != entry.key]
 labels = {e.key: e.label for e in others}
 other_key = st.selectbox(
@@ -21,7 +21,7 @@ other_key = st.selectbox(
     format_func=lambda k: "(no comparison)" if k is None else labels[k],
     key="ev_compare",
 )
-other = get_eval(other_key) if other_key else None
+other = get_eval_or_stop(other_key, labels[other_key]) if other_key else None
 name_a = entry.label.split(" (")[0]
 name_b = labels[other_key].split(" (")[0] if other_key else ""
 
@@ -66,7 +66,7 @@ if other is not None:
     ot = pd.DataFrame(other.per_class_rows()).set_index("class")
     for col in ("accuracy", "precision", "f1"):
         table[f"{col} {name_b}"] = ot[col]
-        table[f"Δ {col}"] = ot[col] - table[col]
+        table[f"Δ {col}"] = table[col] - ot[col]  # same sign as the metric deltas above: A - B
 st.dataframe(table.style.format(precision=3), key="ev_table", width="stretch")
 st.download_button(
     "Download metrics (CSV)", table.to_csv().encode(), f"{name_a}-metrics.csv", "text/csv", key="ev_csv",

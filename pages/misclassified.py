@@ -8,14 +8,14 @@ import streamlit as st
 from app_support.inference import show_explanations
 from app_support.layout import page_setup
 from app_support.plots import prob_bars, upscale
-from app_support.state import dataset, get_eval, require_model
+from app_support.state import dataset, get_eval_or_stop, require_model
 from fmnist.data import CLASSES
 from fmnist.neighbors import nearest
 
 page_setup("Misclassified")
 st.title("Misclassified test images")
 entry, ckpt = require_model()
-res, ds = get_eval(entry.key), dataset()
+res, ds = get_eval_or_stop(entry.key, entry.label), dataset()
 
 preset = st.session_state.pop("mis_filter", None)  # set by a confusion-matrix cell on Evaluate
 if preset:
@@ -47,7 +47,9 @@ if len(wrong) == 0:
     st.stop()
 
 pages = math.ceil(len(wrong) / per_page)
-page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="mis_page") if pages > 1 else 1
+# The key depends on the filter, so a new filter starts again at page 1.
+page_key = f"mis_page_{t}_{p}_{order}_{per_page}"
+page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=page_key) if pages > 1 else 1
 shown = wrong[(page - 1) * per_page : page * per_page]
 cols = st.columns(8)
 for k, i in enumerate(shown):

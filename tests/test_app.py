@@ -132,7 +132,7 @@ def test_evaluate_compare(at, ckpt_dir):
     other = [o for o in at.selectbox(key="ev_compare").options if "quick-copy" in str(o)][0]
     at.selectbox(key="ev_compare").set_value(f"file:{ckpt_dir / 'quick-copy.safetensors'}").run()
     assert not at.exception and other
-    assert len(at.get("plotly_chart")) >= 3  # matrix, diff, curves, calibration
+    assert len(at.get("plotly_chart")) == 4  # matrix, confusion diff, curves, calibration
     assert "Δ accuracy" in at.dataframe[0].value.columns
     assert (at.dataframe[0].value["Δ accuracy"] == 0).all()  # same weights: no difference
 

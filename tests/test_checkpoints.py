@@ -105,3 +105,26 @@ def test_names_are_sanitised(tmp_path):
     for bad in ("", "../", "..", "///"):
         with pytest.raises(ValueError):
             sanitize_name(bad)
+
+
+def test_card_with_bad_kwargs_is_refused():
+    data = to_bytes(create_model("mlp"), {**_card(), "kwargs": {"hidden": -5}})
+    with pytest.raises(CheckpointError, match="cannot build 'mlp'"):
+        from_bytes(data)
+
+
+def test_read_card_refuses_non_object_header(tmp_path):
+    p = tmp_path / "odd.safetensors"
+    p.write_bytes((2).to_bytes(8, "little") + b"[]")
+    with pytest.raises(CheckpointError, match="cannot read model card"):
+        read_card(p)
+
+
+def test_saliency_leaves_shared_model_untouched(tiny_model, ds):
+    from fmnist.explain import grad_cam, saliency
+
+    model = tiny_model.model
+    sal = saliency(model, ds.test_images[0], 9)
+    assert sal.shape == (28, 28) and sal.max() == pytest.approx(1.0)
+    assert all(p.grad is None for p in model.parameters())
+    assert grad_cam(model, ds.test_images[0], 9) is None  # an MLP has no conv layer

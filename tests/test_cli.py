@@ -103,6 +103,9 @@ def test_ensemble_from_saved(trained, tmp_path, capsys):
         (["train", "--arch", "vgg"], "unknown arch 'vgg'"),
         (["train", "--preset", "quick", "--val-fraction", "0.9", "--dry-run"], "val_fraction"),
         (["evaluate", "/nonexistent.safetensors"], "no checkpoint at"),
+        (["train", "--arch", "cnn2", "--model-kwargs", '{"kernel_size": 40}', "--dry-run"], "too large"),
+        (["train", "--arch", "mlp", "--model-kwargs", "[1]", "--dry-run"], "rejected"),
+        (["train", "--arch", "mlp", "--device", "mps", "--dry-run"], "mps"),
     ],
 )
 def test_bad_input_one_line_no_traceback(args, msg):
@@ -115,3 +118,8 @@ def test_bench_reports_both_loops(capsys):
     code, out = run_json(capsys, "bench", "--batches", "3", "--rounds", "1")
     assert code == 0 and {"dataloader_fp32", "tensor_fp32"} <= set(out["images_per_s"])
     assert out["eval_test_set_s"] > 0 and out["predict_latency_ms"]["p95"] >= out["predict_latency_ms"]["median"]
+
+
+def test_arch_takes_its_own_recipe(capsys):
+    code, out = run_json(capsys, "train", "--arch", "quickcnn", "--dry-run")
+    assert code == 0 and out["arch"] == "quickcnn" and out["checkpoint"] is None

@@ -82,7 +82,8 @@ def test_discovery_order(tmp_path, monkeypatch):
     d = _fake_dir(tmp_path)
     monkeypatch.setenv("FMNIST_DATA_DIR", str(d))
     assert find_data_dir() == d  # env beats ./data and the system folder
-    assert find_data_dir(data.SYSTEM_DIR) == data.SYSTEM_DIR  # explicit argument beats env
+    real = load_dataset().root
+    assert find_data_dir(real) == real  # an explicit argument beats the env variable
 
 
 def test_real_dataset(ds):

@@ -97,3 +97,8 @@ def test_huge_image_refused():
     data = _png(Image.new("1", (8000, 6000), 0))  # 48 MP, but a small file
     with pytest.raises(ImageError, match="too large"):
         preprocess(data)
+
+
+def test_unprocessable_array_is_a_clear_error():
+    with pytest.raises(ImageError, match="cannot process"):
+        preprocess(np.zeros((10, 10, 5), np.float64))

@@ -15,6 +15,7 @@ from fmnist.train import (
     pick_device,
     predict_logits,
     preset_config,
+    split_indices,
     train,
 )  # fmt: skip
 
@@ -49,18 +50,28 @@ def test_stop_ends_within_one_batch_and_keeps_weights(ds):
     assert result.history[-1]["partial"] and 0 < result.val_acc <= 1
 
 
+def _val_acc(model, cfg, ds):
+    _, val_idx = split_indices(cfg, ds.train_labels)
+    logits = predict_logits(model, ds.train_images[val_idx])
+    return (logits.argmax(1) == ds.train_labels[val_idx]).float().mean().item()
+
+
 def test_early_stopping_restores_best_weights(ds):
     # A near-zero lr cannot improve after epoch 1, so patience 1 stops at epoch 2.
     cfg = TrainConfig(arch="mlp", epochs=6, lr=1e-12, patience=1, subset=2000, precision="fp32", seed=0)
     res = train(cfg, ds)
     assert res.status == "early_stopped" and len(res.history) == 2 and res.best_epoch == 1
+    assert _val_acc(res.model, cfg, ds) == pytest.approx(res.history[0]["val_acc"])
 
 
-def test_restore_best_returns_the_best_epoch(ds):
-    cfg = TrainConfig(arch="mlp", epochs=4, lr=0.05, optimizer="sgd", subset=2000, precision="fp32", seed=3)
+def test_restore_best_returns_the_best_epochs_weights(ds):
+    cfg = TrainConfig(arch="mlp", epochs=4, lr=0.3, optimizer="sgd", subset=2000, precision="fp32", seed=3)
     res = train(cfg, ds)
     best = max(res.history, key=lambda h: h["val_acc"])
     assert res.best_epoch == best["epoch"] and res.val_acc == pytest.approx(best["val_acc"])
+    assert _val_acc(res.model, cfg, ds) == pytest.approx(best["val_acc"])  # the weights, not just the number
+    if res.best_epoch != len(res.history):  # the last epoch was worse: the weights went back
+        assert _val_acc(res.model, cfg, ds) != pytest.approx(res.history[-1]["val_acc"])
 
 
 def test_divergence_is_reported_and_no_model_kept(ds):
@@ -115,3 +126,14 @@ def test_tta_flip_averages_mirror(tiny_model, ds):
     m, x = tiny_model.model, ds.test_images[:8]
     plain, mirrored = predict_logits(m, x), predict_logits(m, x.flip(-1))
     assert torch.allclose(predict_logits(m, x, tta_flip=True), (plain + mirrored) / 2, atol=1e-5)
+
+
+def test_random_erase():
+    x = torch.ones(2000, 1, 28, 28)
+    y = augment_batch(x, Augment(erase=0.5), torch.Generator().manual_seed(0))
+    hit = (y == 0).flatten(1).any(1)
+    assert 0.4 < hit.float().mean() < 0.6  # about half the images lose a square
+    area = (y[hit] == 0).flatten(1).sum(1)
+    assert area.max() == 144 and {16, 25, 36, 144} <= set(area.tolist())  # whole 4..12 px squares
+    assert area.min() >= 1
+    assert torch.equal(y[~hit], x[~hit])
