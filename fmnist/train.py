@@ -470,6 +470,7 @@ def iter_training(
             message = f"Early stop after epoch {epoch}: no validation gain for {cfg.patience} epochs."
             break
 
+    opt.zero_grad(set_to_none=True)  # hand out weights only, no stale gradients
     if status == "diverged":
         out_model = None
     else:

@@ -124,6 +124,7 @@ def test_saliency_leaves_shared_model_untouched(tiny_model, ds):
     from fmnist.explain import grad_cam, saliency
 
     model = tiny_model.model
+    model.zero_grad(set_to_none=True)
     sal = saliency(model, ds.test_images[0], 9)
     assert sal.shape == (28, 28) and sal.max() == pytest.approx(1.0)
     assert all(p.grad is None for p in model.parameters())

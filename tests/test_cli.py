@@ -100,7 +100,7 @@ def test_ensemble_from_saved(trained, tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, msg",
     [
-        (["train", "--arch", "vgg"], "unknown arch 'vgg'"),
+        (["train", "--arch", "vgg"], "unknown model 'vgg'; valid models: logreg"),
         (["train", "--preset", "quick", "--val-fraction", "0.9", "--dry-run"], "val_fraction"),
         (["evaluate", "/nonexistent.safetensors"], "no checkpoint at"),
         (["train", "--arch", "cnn2", "--model-kwargs", '{"kernel_size": 40}', "--dry-run"], "too large"),

@@ -78,12 +78,11 @@ def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch):
         find_data_dir()
 
 
-def test_discovery_order(tmp_path, monkeypatch):
+def test_discovery_order(tmp_path, monkeypatch, ds):
     d = _fake_dir(tmp_path)
     monkeypatch.setenv("FMNIST_DATA_DIR", str(d))
     assert find_data_dir() == d  # env beats ./data and the system folder
-    real = load_dataset().root
-    assert find_data_dir(real) == real  # an explicit argument beats the env variable
+    assert find_data_dir(ds.root) == ds.root  # an explicit argument beats the env variable
 
 
 def test_real_dataset(ds):
