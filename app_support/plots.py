@@ -140,7 +140,8 @@ def curves_fig(history: list[dict], batches: list | None = None, epochs_total: i
         fig.add_scatter(x=ep, y=[h["val_acc"] for h in history], name="validation", mode="lines+markers", line=style,
                         showlegend=False, row=1, col=2)  # fmt: skip
     fig.update_xaxes(title="epoch", range=[0, epochs_total] if epochs_total else None)
-    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    # Live: the full 0-100% scale shows the climb from chance; stored curves zoom in.
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.0] if batches is not None else None, row=1, col=2)
     fig.update_layout(height=360, hovermode="x unified", legend=dict(orientation="h", y=-0.2), **LAYOUT)
     return fig
 

@@ -79,7 +79,7 @@ def config_form(disabled: bool) -> TrainConfig | None:
         return TrainConfig(
             arch=arch, epochs=int(epochs), batch_size=int(batch), lr=float(lr), optimizer=opt, schedule=sched,
             val_fraction=float(val), subset=int(subset) or None, weight_decay=float(wd), label_smoothing=float(ls),
-            patience=int(patience) or None, seed=int(seed), tta_flip=base.tta_flip,
+            patience=int(patience) or None, seed=int(seed), tta_flip=base.tta_flip, log_every=5,
             augment={"flip": flip, "shift": shift, "rotate": rotate, "zoom": zoom, "erase": erase},
             model_kwargs=base.model_kwargs if arch == base.arch else {},
         )  # fmt: skip

@@ -14,11 +14,11 @@ OUT = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/screenshots")
 # page -> (url path, viewport height): Streamlit scrolls inside its own container, so the
 # viewport must be tall enough to hold the whole page.
 PAGES = {
-    "home": ("", 2500),
-    "train": ("train", 1300),
-    "evaluate": ("evaluate", 2900),
-    "predict": ("predict", 2300),
-    "misclassified": ("misclassified", 2900),
+    "home": ("", 2500, "The model zoo"),
+    "train": ("train", 1300, "Start training"),
+    "evaluate": ("evaluate", 2900, "Calibration"),
+    "predict": ("predict", 2300, "Brush width"),
+    "misclassified": ("misclassified", 2900, "errors"),
 }
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
@@ -59,16 +59,17 @@ def main() -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        for name, (path, height) in PAGES.items():
+        for name, (path, height, marker) in PAGES.items():
             page.set_viewport_size({"width": 1400, "height": height})
             page.goto(f"{URL}/{path}")
+            page.get_by_text(marker).first.wait_for(timeout=120_000)
             wait_idle(page)
             if name == "train":  # a short live run: the screenshot shows the curves growing
                 page.get_by_label("Training images (0 = all)").fill("12000")
                 page.get_by_label("Training images (0 = all)").press("Enter")
                 wait_idle(page)
                 page.get_by_role("button", name="Start training").click()
-                time.sleep(35)
+                time.sleep(45)
             if name == "misclassified":
                 page.get_by_role("button", name="Details").first.click()
                 wait_idle(page)
