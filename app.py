@@ -72,5 +72,5 @@ for name in list_models():
             "recipe": ", ".join(f"{k}={v}" for k, v in spec.recipe.items() if k != "augment"),
         }
     )
-st.dataframe(pd.DataFrame(rows), hide_index=True, key="home_zoo", width="stretch")
+st.dataframe(pd.DataFrame(rows), hide_index=True, key="home_zoo", width="stretch", height=35 * (len(rows) + 1) + 3)
 st.caption("Reported = what the public source claims. Measured = the shipped checkpoint on the real test set.")
