@@ -213,3 +213,19 @@ def test_misclassified_filters(at, ckpt_dir):
     tiles[0].click().run()
     assert not at.exception and at.session_state["mis_selected"] == shown[0]
     assert any("Test image #" in s.value for s in at.subheader)
+
+
+def test_two_sessions_never_share_a_run(ckpt_dir):
+    alice, bob = app(), app()
+    goto(alice, "train")
+    alice.number_input(key="tr_quick_epochs").set_value(1)
+    alice.number_input(key="tr_quick_subset").set_value(600)
+    alice.button(key="tr_start").click().run()
+    goto(bob, "train")
+    assert "train_run" not in bob.session_state  # Bob's session has no run ...
+    assert any("press **Start training**" in i.value for i in bob.info)  # ... and sees none
+    assert alice.session_state["train_run"].wait(TIMEOUT)
+    alice.run()
+    bob.run()
+    assert not any("this session" in o for o in picker_options(bob))  # nor Alice's unsaved model
+    assert any("this session" in o for o in picker_options(alice))
