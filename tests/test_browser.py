@@ -84,6 +84,8 @@ def test_draw_on_canvas_and_get_a_prediction(server, page, tmp_path):
     page.mouse.up()
     page.get_by_text("What the model sees").first.wait_for()
     page.get_by_text("5. Centred on 28x28").first.wait_for()
+    page.wait_for_timeout(3000)  # let the reruns of the last strokes finish
+    page.locator("[data-testid=stStatusWidget]").wait_for(state="detached", timeout=60_000)
     verdict = page.locator("h3").filter(has_text="%").first.inner_text()
     page.screenshot(path="/tmp/predict-drawn.png", full_page=True)
     assert "Trouser" in verdict, verdict
@@ -107,6 +109,8 @@ def test_click_confusion_cell_opens_its_mistakes(server, page):
     page.mouse.click(area["x"] + area["width"] * (col + 0.5) / 10, area["y"] + area["height"] * (row + 0.5) / 10)
     page.get_by_text("Misclassified test images").wait_for()
     page.get_by_text("errors", exact=False).first.wait_for()
+    page.locator("small").filter(has_text="pred T-shirt/top").first.wait_for()  # the tiles have rendered
+    page.wait_for_timeout(1000)
     body = page.locator("[data-testid=stMain]").inner_text()
     assert "true Shirt" in body and "pred T-shirt/top" in body
     assert "true Coat" not in body  # only that cell's images
