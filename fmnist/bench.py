@@ -21,8 +21,6 @@ from .data import MEAN, STD, load_dataset
 from .models import create_model
 from .preprocess import preprocess
 from .train import (
-    Augment,
-    augment_batch,
     autocast,
     cpu_has_bf16,
     has_conv,
@@ -70,7 +68,7 @@ def _tensor_round(model, opt, x_all, y_all, batch_size: int, batches: int, preci
     perm = torch.randperm(len(x_all), generator=gen)
     for b in range(batches):
         idx = perm[b * batch_size : (b + 1) * batch_size]
-        x = to_input(augment_batch(x_all[idx].float().div_(255).unsqueeze_(1), Augment(), gen), cl)
+        x = to_input(x_all[idx], cl)  # the same uint8 -> normalised path as fmnist.train
         with autocast(torch.device("cpu"), precision):
             out = model(x)
         loss = F.cross_entropy(out.float(), y_all[idx])
