@@ -12,7 +12,7 @@ from app_support.state import available_models, get_checkpoint
 from fmnist.checkpoints import Checkpoint, CheckpointError
 from fmnist.data import CLASSES
 from fmnist.explain import grad_cam, saliency
-from fmnist.train import predict_logits
+from fmnist.runtime import predict_logits
 
 
 def probs(ckpt: Checkpoint, image: np.ndarray) -> np.ndarray:
@@ -26,7 +26,7 @@ def all_votes(image: np.ndarray) -> pd.DataFrame:
     rows = []
     for e in available_models():
         try:
-            p = probs(get_checkpoint(e.key), image)
+            p = probs(get_checkpoint(e.ref), image)
         except (CheckpointError, OSError):
             continue
         top = int(p.argmax())

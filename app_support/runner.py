@@ -8,18 +8,11 @@ lock; the page's fragment reads a snapshot. No Streamlit calls happen in the thr
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 
+from fmnist.config import TrainConfig
 from fmnist.data import FashionMNIST
-from fmnist.train import (
-    BatchEvent,
-    DoneEvent,
-    EpochEvent,
-    TrainConfig,
-    TrainResult,
-    iter_training,
-)
+from fmnist.train import BatchEvent, DoneEvent, EpochEvent, TrainResult, iter_training
 
 
 @dataclass
@@ -36,7 +29,6 @@ class TrainingRun:
     config: TrainConfig
     data: FashionMNIST
     label: str = ""
-    started: float = field(default_factory=time.time)
     stop_event: threading.Event = field(default_factory=threading.Event)
     _batches: list[BatchEvent] = field(default_factory=list)
     _epochs: list[EpochEvent] = field(default_factory=list)

@@ -1,32 +1,61 @@
-"""Cached data and models, and the one model picker shared by every page."""
+"""Cached data and models, the model reference type, and the one model picker shared by every page."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import streamlit as st
 
+from app_support import keys
+from app_support.nav import MISCLASSIFIED, TRAIN
 from fmnist.checkpoints import (
     CHECKPOINT_DIR,
     Checkpoint,
     CheckpointError,
+    card_test_accuracy,
     list_checkpoints,
     load_checkpoint,
     read_card,
-    test_accuracy,
 )
 from fmnist.data import DatasetError, FashionMNIST, load_dataset
-from fmnist.evaluate import EvalResult, evaluate
+from fmnist.evaluate import EvalResult, evaluate_test
 
-MODEL_KEY = "model_key"  # session_state key of the selected model, shared by all pages
-SESSION_MODELS = "session_models"  # label -> Checkpoint trained in this session, not saved yet
+DEFAULT_MODEL = "quick"  # a fast, good model first: the classroom demo
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model: a checkpoint file, or a run of this session that is not saved yet."""
+
+    kind: Literal["file", "session"]
+    name: str  # the file's stem, or the run's label
+    path: str = ""  # kind == "file" only
+
+    @classmethod
+    def file(cls, path: str | os.PathLike) -> ModelRef:
+        return cls("file", Path(path).stem, str(path))
+
+    @classmethod
+    def session(cls, label: str) -> ModelRef:
+        return cls("session", label)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    ref: ModelRef
+    label: str  # what the picker shows: name plus test accuracy, or "(this session, unsaved)"
+    card: dict
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
 
 
 def checkpoint_dir() -> Path:
     """Where saved models live; tests point FMNIST_CHECKPOINT_DIR at a temp folder."""
-    import os
-
     return Path(os.environ.get("FMNIST_CHECKPOINT_DIR", CHECKPOINT_DIR))
 
 
@@ -53,15 +82,14 @@ def _load(path: str, mtime: float) -> Checkpoint:
 @st.cache_data(max_entries=24, show_spinner="Evaluating on the 10,000 test images ...")
 def _evaluate_file(path: str, mtime: float) -> EvalResult:
     ck = _load(path, mtime)
-    ds = _dataset()
-    return evaluate(ck.model, ds.test_images, ds.test_labels, tta_flip=ck.tta_flip)
+    return evaluate_test(ck.model, tta_flip=ck.tta_flip, data=_dataset())
 
 
-@dataclass(frozen=True)
-class ModelEntry:
-    key: str  # "file:<path>" or "session:<label>"
-    label: str
-    card: dict
+def session_models() -> dict[str, Checkpoint]:
+    """This session's unsaved models (run label -> Checkpoint); a fresh dict per session."""
+    if keys.SESSION_MODELS not in st.session_state:
+        st.session_state[keys.SESSION_MODELS] = {}
+    return st.session_state[keys.SESSION_MODELS]
 
 
 def available_models() -> list[ModelEntry]:
@@ -72,92 +100,97 @@ def available_models() -> list[ModelEntry]:
             card = read_card(p)
         except CheckpointError:
             continue  # a damaged file is listed nowhere; load errors are shown when picked
-        acc = test_accuracy(card)
-        label = f"{p.stem} ({acc:.1%})" if acc is not None else p.stem
-        entries.append(ModelEntry(f"file:{p}", label, card))
-    for name, ck in st.session_state.get(SESSION_MODELS, {}).items():
-        entries.append(ModelEntry(f"session:{name}", f"{name} (this session, unsaved)", ck.card))
+        acc = card_test_accuracy(card)
+        entries.append(ModelEntry(ModelRef.file(p), f"{p.stem} ({acc:.1%})" if acc is not None else p.stem, card))
+    for name, ck in session_models().items():
+        entries.append(ModelEntry(ModelRef.session(name), f"{name} (this session, unsaved)", ck.card))
     return entries
 
 
-def get_checkpoint(key: str) -> Checkpoint:
-    kind, _, ref = key.partition(":")
-    if kind == "session":
-        return st.session_state[SESSION_MODELS][ref]
-    p = Path(ref)
-    return _load(str(p), p.stat().st_mtime)
+def get_checkpoint(ref: ModelRef) -> Checkpoint:
+    if ref.kind == "session":
+        return session_models()[ref.name]
+    return _load(ref.path, Path(ref.path).stat().st_mtime)
 
 
-def get_eval(key: str) -> EvalResult:
+def get_eval(ref: ModelRef) -> EvalResult:
     """Test-set evaluation of a model, computed once and cached."""
-    kind, _, ref = key.partition(":")
-    if kind == "session":
-        cache = st.session_state.setdefault("session_evals", {})
-        if ref not in cache:
-            ck, ds = get_checkpoint(key), dataset()
+    if ref.kind == "session":
+        cache = st.session_state.setdefault(keys.SESSION_EVALS, {})
+        if ref.name not in cache:
+            ck = get_checkpoint(ref)
             with st.spinner("Evaluating on the 10,000 test images ..."):
-                cache[ref] = evaluate(ck.model, ds.test_images, ds.test_labels, tta_flip=ck.tta_flip)
-        return cache[ref]
-    dataset()
-    p = Path(ref)
-    return _evaluate_file(str(p), p.stat().st_mtime)
+                cache[ref.name] = evaluate_test(ck.model, tta_flip=ck.tta_flip, data=dataset())
+        return cache[ref.name]
+    dataset()  # a missing dataset stops here with instructions
+    return _evaluate_file(ref.path, Path(ref.path).stat().st_mtime)
 
 
-def get_eval_or_stop(key: str, label: str) -> EvalResult:
+def get_eval_or_stop(entry: ModelEntry) -> EvalResult:
     """get_eval, but a model that cannot be loaded shows a clear error instead of a traceback."""
     try:
-        return get_eval(key)
+        return get_eval(entry.ref)
     except (CheckpointError, OSError) as e:
-        st.error(f"Cannot evaluate **{label}**: {e}")
+        st.error(f"Cannot evaluate **{entry.label}**: {e}")
         st.stop()
         raise
 
 
-def default_index(entries: list[ModelEntry]) -> int:
-    for i, e in enumerate(entries):  # a fast, good model first: the classroom demo
-        if e.key.endswith("/quick.safetensors"):
-            return i
-    return 0
+def select_model(ref: ModelRef) -> None:
+    """Make `ref` the selected model from the next sidebar draw on (e.g. after saving it)."""
+    st.session_state[keys.PENDING_MODEL] = ref
 
 
 def model_picker() -> ModelEntry | None:
-    """The sidebar's model selector; its choice (st.session_state[MODEL_KEY]) is shared by all pages.
+    """The sidebar's model selector; its choice (st.session_state[keys.MODEL]) is shared by all pages.
 
     The choice lives in a plain session key, not in the widget's own state, so it survives
-    moving between pages and can be changed by code (e.g. after saving on Train).
+    moving between pages (st.switch_page clears widget state) and can be changed by code.
     """
     entries = available_models()
     if not entries:
         st.info("No trained models yet. Train one on the **Train** page.")
         return None
-    keys = [e.key for e in entries]
-    if st.session_state.get("pending_model_key") in keys:  # e.g. a model just saved on Train
-        st.session_state[MODEL_KEY] = st.session_state.pop("pending_model_key")
-    if st.session_state.get(MODEL_KEY) not in keys:
-        st.session_state[MODEL_KEY] = keys[default_index(entries)]
-    labels = {e.key: e.label for e in entries}
+    refs = [e.ref for e in entries]
+    if st.session_state.get(keys.PENDING_MODEL) in refs:
+        st.session_state[keys.MODEL] = st.session_state.pop(keys.PENDING_MODEL)
+    if st.session_state.get(keys.MODEL) not in refs:
+        default = ModelRef.file(checkpoint_dir() / f"{DEFAULT_MODEL}.safetensors")
+        st.session_state[keys.MODEL] = default if default in refs else refs[0]
+    labels = {e.ref: e.label for e in entries}
     choice = st.selectbox(
-        "Model", keys, index=keys.index(st.session_state[MODEL_KEY]), format_func=labels.get, help="Used by every page"
+        "Model", refs, index=refs.index(st.session_state[keys.MODEL]), format_func=labels.get, help="Used by every page"
     )
-    st.session_state[MODEL_KEY] = choice
-    return entries[keys.index(choice)]
+    st.session_state[keys.MODEL] = choice
+    return entries[refs.index(choice)]
 
 
 def selected_model() -> ModelEntry | None:
-    entries = {e.key: e for e in available_models()}
-    return entries.get(st.session_state.get(MODEL_KEY, ""))
+    entries = {e.ref: e for e in available_models()}
+    return entries.get(st.session_state.get(keys.MODEL))
 
 
 def require_model() -> tuple[ModelEntry, Checkpoint]:
     """The selected model and its checkpoint; without one, say so, link to Train and stop."""
     entry = selected_model()
     if entry is None:
-        st.info("This page needs a trained model. Train one first - it takes under a minute.")
-        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        st.info("This page needs a trained model. Train one first - the quick demo takes a minute or two.")
+        st.page_link(TRAIN.path, label="Go to Train", icon=TRAIN.icon)
         st.stop()
     try:
-        return entry, get_checkpoint(entry.key)
+        return entry, get_checkpoint(entry.ref)
     except (CheckpointError, OSError) as e:
         st.error(f"Cannot load model **{entry.label}**: {e}")
         st.stop()
         raise
+
+
+def open_mistakes(true: int, pred: int) -> None:
+    """Open Misclassified filtered to one confusion cell (true class, predicted class)."""
+    st.session_state[keys.MIS_FILTER] = (true, pred)
+    st.switch_page(MISCLASSIFIED.path)
+
+
+def take_mistakes_filter() -> tuple[int, int] | None:
+    """The (true, pred) cell that open_mistakes handed over, once."""
+    return st.session_state.pop(keys.MIS_FILTER, None)

@@ -1,95 +1,116 @@
-"""Train-page support: the hyperparameter form, the session's run, and saving its model."""
+"""Train-page support: the hyperparameter form, the session's run, and saving its model.
+
+The form's widgets are derived from fmnist.config's option descriptions (label, help, choices);
+WIDGETS below only says how each option is offered here. A new option is its field in
+fmnist.config plus one line in WIDGETS and LAYOUT.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import streamlit as st
 
+from app_support import keys
 from app_support.runner import TrainingRun
-from app_support.state import SESSION_MODELS, checkpoint_dir, dataset
+from app_support.state import ModelRef, checkpoint_dir, dataset, select_model, session_models
 from fmnist.checkpoints import Checkpoint, build_card, checkpoint_path, save_trained, to_bytes
-from fmnist.models import list_models
-from fmnist.train import PRESETS, ConfigError, TrainConfig, preset_config
+from fmnist.config import PRESETS, ConfigError, Described, TrainConfig, option_fields, preset_config, trainable_models
 
-RUN_KEY = "train_run"  # this session's TrainingRun
 PRESET_LABELS = {
-    "quick": "Quick demo (under a minute)",
-    "best": "Best: ResNet (about half an hour)",
+    "quick": "Quick demo (1-3 minutes on a CPU)",
+    "best": "Best: ResNet (half an hour or more on a CPU)",
     **{k: f"Public recipe: {k}" for k in PRESETS if k not in ("quick", "best")},
 }
+# How each option is offered on this page (the option's own range is checked by TrainConfig):
+# "options" makes a select slider, "slider" a slider, otherwise a number input; lo/hi narrow the range.
+WIDGETS: dict[str, dict[str, Any]] = {
+    "epochs": {"hi": 200},
+    "batch_size": {"options": [16, 32, 64, 128, 256, 512, 1024]},
+    "lr": {"lo": 1e-5, "hi": 10.0, "format": "%.4f"},
+    "optimizer": {},
+    "schedule": {},
+    "val_fraction": {"options": [0.05, 0.1, 0.2, 0.3]},
+    "subset": {"step": 1000},
+    "erase": {"slider": 0.1},
+    "flip": {},
+    "shift": {"slider": 0.05, "hi": 0.3},
+    "rotate": {"slider": 5.0, "hi": 30.0},
+    "zoom": {"slider": 0.05, "hi": 0.3},
+    "weight_decay": {"hi": 0.5, "format": "%.5f"},
+    "label_smoothing": {"slider": 0.05, "hi": 0.3},
+    "patience": {"hi": 50},
+    "seed": {},
+    "restore_best": {},
+    "precision": {},
+}
+LAYOUT = [  # rows of the form; the second group sits in an expander
+    ["epochs", "batch_size", "lr"],
+    ["optimizer", "schedule", "val_fraction", "subset"],
+]
+MORE = [
+    ["erase", "flip", "shift", "rotate", "zoom"],
+    ["weight_decay", "label_smoothing", "patience", "seed"],
+    ["restore_best", "precision"],
+]
+_DESCRIBED = {d.name: d for d in option_fields()}
+
+
+def option_widget(d: Described, value: Any, key: str, disabled: bool) -> Any:
+    """The widget for option `d`, prefilled with `value`; returns the chosen value (None = off)."""
+    o, w = d.opt, WIDGETS[d.name]
+    common = {"key": key, "disabled": disabled, "help": o.help}
+    label = o.label or d.name.replace("_", " ").capitalize()
+    if d.kind is bool:
+        return st.toggle(label, value, **common)
+    if o.choices:
+        return st.selectbox(label, o.choices, index=o.choices.index(value), **common)
+    if "options" in w:
+        return st.select_slider(label, sorted({*w["options"], value}), value, **common)
+    optional = d.field.default is None  # 0 means off
+    lo = 0 if optional else w.get("lo", o.lo)
+    hi = w.get("hi", o.hi)
+    start = d.kind(value if value is not None else 0)
+    if "slider" in w:
+        return st.slider(label, d.kind(lo), d.kind(hi), start, d.kind(w["slider"]), **common)
+    extra = {"format": w["format"]} if "format" in w else {}
+    chosen = st.number_input(label, d.kind(lo), d.kind(hi), start, step=w.get("step"), **extra, **common)
+    return (chosen or None) if optional else chosen
+
+
+def _rows(rows: list[list[str]], base: dict[str, Any], prefix: str, disabled: bool) -> dict[str, Any]:
+    values = {}
+    for row in rows:
+        for col, name in zip(st.columns(len(row)), row):
+            with col:
+                values[name] = option_widget(_DESCRIBED[name], base[name], prefix + name, disabled)
+    return values
 
 
 def config_form(disabled: bool) -> TrainConfig | None:
-    """Preset picker plus every hyperparameter, prefilled from the preset. None if invalid."""
+    """Preset picker plus the hyperparameters, prefilled from the preset. None if invalid."""
     preset = st.selectbox(
         "Preset", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key="tr_preset", disabled=disabled
     )
-    base = preset_config(preset)
-    k = f"tr_{preset}_"  # per-preset keys: switching preset resets the fields to its recipe
-    c1, c2, c3, c4 = st.columns(4)
-    arch = c1.selectbox(
-        "Architecture", list_models(), index=list_models().index(base.arch), key=k + "arch", disabled=disabled
-    )
-    epochs = c2.number_input("Epochs", 1, 200, base.epochs, key=k + "epochs", disabled=disabled)
-    batch = c3.select_slider(
-        "Batch size", [16, 32, 64, 128, 256, 512, 1024], base.batch_size, key=k + "batch", disabled=disabled
-    )
-    lr = c4.number_input("Learning rate", 1e-5, 10.0, base.lr, format="%.4f", key=k + "lr", disabled=disabled)
-    c1, c2, c3, c4 = st.columns(4)
-    opt = c1.selectbox(
-        "Optimizer",
-        ["adam", "adamw", "sgd"],
-        ["adam", "adamw", "sgd"].index(base.optimizer),
-        key=k + "opt",
-        disabled=disabled,
-    )
-    sched = c2.selectbox(
-        "LR schedule",
-        ["constant", "onecycle", "cosine"],
-        ["constant", "onecycle", "cosine"].index(base.schedule),
-        key=k + "sched",
-        disabled=disabled,
-    )
-    val = c3.select_slider(
-        "Validation split", [0.05, 0.1, 0.2, 0.3], base.val_fraction, key=k + "val", disabled=disabled
-    )
-    subset = c4.number_input(
-        "Training images (0 = all)", 0, 60000, base.subset or 0, step=1000, key=k + "subset", disabled=disabled
-    )
-    with st.expander("Augmentation, regularisation, early stopping, seed"):
-        c0, c1, c2, c3, c4 = st.columns(5)
-        erase = c0.slider("Random erasing (p)", 0.0, 1.0, base.augment.erase, 0.1, key=k + "erase", disabled=disabled)
-        flip = c1.toggle("Random flip", base.augment.flip, key=k + "flip", disabled=disabled)
-        shift = c2.slider("Shift (fraction)", 0.0, 0.3, base.augment.shift, 0.05, key=k + "shift", disabled=disabled)
-        rotate = c3.slider(
-            "Rotation (degrees)", 0.0, 30.0, base.augment.rotate, 5.0, key=k + "rotate", disabled=disabled
-        )
-        zoom = c4.slider("Zoom (fraction)", 0.0, 0.3, base.augment.zoom, 0.05, key=k + "zoom", disabled=disabled)
-        c1, c2, c3, c4 = st.columns(4)
-        wd = c1.number_input(
-            "Weight decay", 0.0, 0.5, base.weight_decay, format="%.5f", key=k + "wd", disabled=disabled
-        )
-        ls = c2.slider("Label smoothing", 0.0, 0.3, base.label_smoothing, 0.05, key=k + "ls", disabled=disabled)
-        patience = c3.number_input(
-            "Early-stop patience (0 = off)", 0, 50, base.patience or 0, key=k + "pat", disabled=disabled
-        )
-        seed = c4.number_input("Seed", 0, 2**31 - 1, base.seed, key=k + "seed", disabled=disabled)
+    base_cfg = preset_config(preset)
+    base = {**base_cfg.to_dict(), **base_cfg.to_dict()["augment"]}
+    prefix = f"tr_{preset}_"  # per-preset keys: switching preset resets the fields to its recipe
+    archs = trainable_models()
+    arch = st.selectbox("Architecture", archs, archs.index(base_cfg.arch), key=prefix + "arch", disabled=disabled)
+    values = _rows(LAYOUT, base, prefix, disabled)
+    with st.expander("Augmentation, regularisation, early stopping, seed, precision"):
+        values.update(_rows(MORE, base, prefix, disabled))
+    model_kwargs = base_cfg.model_kwargs if arch == base_cfg.arch else {}
     try:
-        return TrainConfig(
-            arch=arch, epochs=int(epochs), batch_size=int(batch), lr=float(lr), optimizer=opt, schedule=sched,
-            val_fraction=float(val), subset=int(subset) or None, weight_decay=float(wd), label_smoothing=float(ls),
-            patience=int(patience) or None, seed=int(seed), tta_flip=base.tta_flip, log_every=5,
-            augment={"flip": flip, "shift": shift, "rotate": rotate, "zoom": zoom, "erase": erase},
-            model_kwargs=base.model_kwargs if arch == base.arch else {},
-        )  # fmt: skip
+        return preset_config(preset, arch=arch, model_kwargs=model_kwargs, log_every=5, **values)
     except ConfigError as e:
         st.error(f"Invalid setting: {e}")
         return None
 
 
 def current_run() -> TrainingRun | None:
-    return st.session_state.get(RUN_KEY)
+    return st.session_state.get(keys.RUN)
 
 
 def start_run(cfg: TrainConfig) -> TrainingRun:
@@ -97,19 +118,18 @@ def start_run(cfg: TrainConfig) -> TrainingRun:
     live = current_run()
     if live is not None and live.running:
         return live
-    n = st.session_state.get("train_count", 0) + 1
-    st.session_state["train_count"] = n
+    n = st.session_state.get(keys.RUN_COUNT, 0) + 1
+    st.session_state[keys.RUN_COUNT] = n
     run = TrainingRun(cfg, dataset(), label=f"{cfg.arch}-run{n}").start()
-    st.session_state[RUN_KEY] = run
+    st.session_state[keys.RUN] = run
     return run
 
 
 def publish(run: TrainingRun) -> str:
     """Put a finished run's model into this session's model list (once); return its label."""
-    models = st.session_state.setdefault(SESSION_MODELS, {})
-    published = st.session_state.setdefault("published_runs", set())
+    published = st.session_state.setdefault(keys.PUBLISHED_RUNS, set())
     if run.label not in published and run.result and run.result.model is not None:
-        models[run.label] = Checkpoint(run.result.model, {**build_card(run.result), "name": run.label})
+        session_models()[run.label] = Checkpoint(run.result.model, {**build_card(run.result), "name": run.label})
         published.add(run.label)
     return run.label
 
@@ -128,8 +148,8 @@ def save_run(run: TrainingRun, name: str) -> str:
         raise FileExistsError(f"a model named {path.stem!r} already exists; choose another name")
     extra = {"name": path.stem, "saved_from": "Train page", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     save_trained(run.result, path, command=None, **extra)
-    st.session_state.get(SESSION_MODELS, {}).pop(run.label, None)
-    st.session_state["pending_model_key"] = f"file:{path}"
+    session_models().pop(run.label, None)
+    select_model(ModelRef.file(path))
     return str(path)
 
 

@@ -15,39 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from . import bench as bench_mod
 from .checkpoints import (
     CHECKPOINT_DIR,
     CheckpointError,
-    build_ensemble,
     load_checkpoint,
+    make_ensemble,
     round_to_fp16,
     save_checkpoint,
     save_trained,
-    test_accuracy,
 )
+from .config import DEFAULT_PRESET, PRESETS, ConfigError, TrainConfig, explain_config, option_fields, trainable_models
 from .data import CLASSES, DatasetError, load_dataset
-from .evaluate import EvalResult, evaluate
-from .models import (
-    count_params,
-    create_model,
-    get_spec,
-    list_models,
-    param_count,
-)
+from .evaluate import EvalResult, evaluate_test
+from .models import count_params, create_model, get_spec, list_models, param_count
 from .preprocess import ImageError, preprocess
-from .train import (
-    PRESETS,
-    BatchEvent,
-    ConfigError,
-    DoneEvent,
-    EpochEvent,
-    TrainConfig,
-    iter_training,
-    predict_logits,
-)
+from .runtime import predict_logits
+from .train import BatchEvent, DoneEvent, EpochEvent, iter_training
 
 
 class CLIError(Exception):
@@ -60,13 +45,6 @@ def err(msg: str) -> None:
 
 def emit_json(obj: Any) -> None:
     print(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-
-
-def evaluate_test(model: torch.nn.Module, tta_flip: bool, limit: int | None = None) -> EvalResult:
-    """Evaluate on the test set (or its first `limit` images)."""
-    ds = load_dataset()
-    n = limit or len(ds.test_labels)
-    return evaluate(model, ds.test_images[:n], ds.test_labels[:n], tta_flip=tta_flip)
 
 
 # ---------------------------------------------------------------- commands
@@ -91,38 +69,38 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
-def build_config(a: argparse.Namespace):
-    aug = {k: getattr(a, k) for k in ("flip", "shift", "rotate", "zoom", "erase") if getattr(a, k) is not None}
-    overrides = dict(
-        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer, schedule=a.schedule,
-        weight_decay=a.weight_decay, label_smoothing=a.label_smoothing, val_fraction=a.val_fraction,
-        patience=a.patience, subset=a.subset, seed=a.seed, device=a.device, precision=a.precision,
-        tta_flip=a.tta_flip, log_every=a.log_every,
-    )  # fmt: skip
-    if a.preset and a.arch:
-        raise CLIError("give --arch or --preset, not both")
-    if a.arch:  # an architecture with its own public recipe
-        get_spec(a.arch)  # KeyError lists the valid names
-        base = {"arch": a.arch, **get_spec(a.arch).recipe}
-    else:
-        name = a.preset or "quick"
-        if name not in PRESETS:
-            raise CLIError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-        base = PRESETS[name]
-    if a.model_kwargs:
-        try:
-            kwargs = json.loads(a.model_kwargs)
-            if not isinstance(kwargs, dict):
-                raise ValueError("not a JSON object")
-            create_model(base["arch"], **kwargs)  # fail now, with the builder's own message
-        except Exception as e:  # any builder error becomes one line
-            raise CLIError(f"--model-kwargs {a.model_kwargs!r} rejected: {type(e).__name__}: {e}") from None
-        overrides["model_kwargs"] = kwargs
-    if aug:
-        overrides["augment"] = {**base.get("augment", {}), **aug}
+def _option_overrides(a: argparse.Namespace) -> dict[str, Any]:
+    """The options given on the command line (None: not given, the recipe's value stands)."""
+    return {d.name: getattr(a, d.name) for d in option_fields()}
+
+
+def _model_kwargs(text: str, arch: str) -> dict[str, Any]:
+    try:
+        kwargs = json.loads(text)
+        if not isinstance(kwargs, dict):
+            raise ValueError("not a JSON object")
+        create_model(arch, **kwargs)  # fail now, with the builder's own message
+    except Exception as e:  # any builder error becomes one line
+        raise CLIError(f"--model-kwargs {text!r} rejected: {type(e).__name__}: {e}") from None
+    return kwargs
+
+
+def build_config(a: argparse.Namespace) -> tuple[TrainConfig, dict[str, str]]:
+    """The run's TrainConfig from --preset or --arch plus the options given, and each value's origin."""
+    given = _option_overrides(a)
     if a.dry_run:
-        overrides.update(epochs=1, subset=512)
-    return TrainConfig.from_dict({**base, **{k: v for k, v in overrides.items() if v is not None}})
+        given.update(epochs=1, subset=512)
+    cfg, origin = explain_config(a.preset, a.arch, **given)
+    if a.model_kwargs:
+        given["model_kwargs"] = _model_kwargs(a.model_kwargs, cfg.arch)
+        cfg, origin = explain_config(a.preset, a.arch, **given)
+    return cfg, origin
+
+
+def print_config(cfg: TrainConfig, origin: dict[str, str]) -> None:
+    flat = {**cfg.to_dict(), **cfg.to_dict()["augment"]}
+    for name in ["arch", "model_kwargs", *(d.name for d in option_fields())]:
+        print(f"{name:<16} {flat[name]!s:<14} {origin[name]}")
 
 
 class Progress:
@@ -157,7 +135,10 @@ def default_out(base: str) -> Path:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    cfg = build_config(a)
+    cfg, origin = build_config(a)
+    if a.show_config:
+        emit_json({"config": cfg.to_dict(), "origin": origin}) if a.json else print_config(cfg, origin)
+        return 0
     out = Path(a.out) if a.out else default_out(a.preset or a.arch or "quick")
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
@@ -187,7 +168,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         emit_json(summary) if a.json else err(result.message)
         return 3
     if a.dry_run:
-        full, path = evaluate_test(round_to_fp16(result.model), cfg.tta_flip), None
+        full, path = evaluate_test(round_to_fp16(result.model), tta_flip=cfg.tta_flip), None
     else:
         path, full = save_trained(result, out, a.command_line, preset=a.preset, wall_time_s=round(wall, 2))
     summary.update(
@@ -225,7 +206,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     ckpt = load_checkpoint(a.checkpoint)
     load_dataset(a.data_dir)
     t0 = time.perf_counter()
-    full = evaluate_test(ckpt.model, ckpt.tta_flip, a.limit)
+    full = evaluate_test(ckpt.model, tta_flip=ckpt.tta_flip, limit=a.limit)
     dt = time.perf_counter() - t0
     if a.json:
         emit_json({"checkpoint": str(a.checkpoint), "arch": ckpt.card["arch"], "params": count_params(ckpt.model),
@@ -270,19 +251,10 @@ def cmd_ensemble(a: argparse.Namespace) -> int:
     if out.exists() and not a.force:
         raise CLIError(f"{out} exists; pass --force to replace it, or choose another --out")
     members = [load_checkpoint(p) for p in a.checkpoints]
-    model = build_ensemble(members, a.vote)
-    full = evaluate_test(model, False)
-    card = {
-        "arch": "ensemble", "kwargs": {"members": model.member_specs, "vote": a.vote},
-        "members": [{"name": m.name, "arch": m.card["arch"], "test_accuracy": test_accuracy(m.card)} for m in members],
-        "metrics": {"test": full.card_metrics(), "val": {}},
-        "train_time_s": sum(m.card.get("train_time_s", 0) for m in members),
-        "data_checksum": load_dataset().checksum,
-        "command": a.command_line, "history": [], "config": {"tta_flip": False, "arch": "ensemble"},
-    }  # fmt: skip
-    path = save_checkpoint(model, card, out)
+    ens, full = make_ensemble(members, a.vote, a.command_line)
+    path = save_checkpoint(ens.model, ens.card, out)
     if a.json:
-        emit_json({"checkpoint": str(path), "test_accuracy": full.accuracy, "members": card["members"]})
+        emit_json({"checkpoint": str(path), "test_accuracy": full.accuracy, "members": ens.card["members"]})
     else:
         print(f"{a.vote} vote of {len(members)} models: test accuracy {full.accuracy:.2%}; saved {path}")
     return 0
@@ -326,6 +298,23 @@ def positive_int(s: str) -> int:
     return v
 
 
+def add_option_flags(p: argparse.ArgumentParser) -> None:
+    """One --flag per training option, derived from fmnist.config (help, choices, type)."""
+    default_cfg, _ = explain_config()
+    defaults = {**default_cfg.to_dict(), **default_cfg.to_dict()["augment"]}
+    for d in option_fields():
+        flag = "--" + d.name.replace("_", "-")
+        shown = defaults[d.name]
+        help = f"{d.opt.help} ({DEFAULT_PRESET}: {'off' if shown is None else shown})".replace("%", "%%")
+        if d.kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
+        else:
+            choices = d.opt.choices or None
+            p.add_argument(
+                flag, type=d.kind, default=None, choices=choices, metavar=None if choices else "N", help=help
+            )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fmnist", description="Fashion-MNIST Studio command line.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -341,32 +330,21 @@ def parser() -> argparse.ArgumentParser:
     add("data", cmd_data, "show where the dataset was found and whether it verifies")
 
     t = add("train", cmd_train, "train a zoo model or preset and save a checkpoint")
-    t.add_argument("--arch", help=f"architecture: {', '.join(list_models())}")
-    t.add_argument("--preset", help=f"recipe preset: {', '.join(PRESETS)} (default: quick)")
+    t.epilog = (
+        "Each option's default comes from the recipe: --preset NAME, or --arch NAME (that model's public "
+        f"recipe), or else the '{DEFAULT_PRESET}' preset; the values shown are the '{DEFAULT_PRESET}' preset's. "
+        "--show-config prints the resolved options and where each came from."
+    )
+    t.add_argument("--arch", help=f"train this architecture with its public recipe: {', '.join(trainable_models())}")
+    t.add_argument("--preset", help=f"recipe preset: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})")
     t.add_argument("--model-kwargs", help="architecture options as JSON, e.g. '{\"kernel_size\": 5}'")
-    t.add_argument("--epochs", type=positive_int)
-    t.add_argument("--batch-size", type=positive_int)
-    t.add_argument("--lr", type=float, help="learning rate (peak lr for one-cycle)")
-    t.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
-    t.add_argument("--schedule", choices=["constant", "onecycle", "cosine"])
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--label-smoothing", type=float)
-    t.add_argument("--val-fraction", type=float, help="validation split, e.g. 0.1 or 0.2")
-    t.add_argument("--patience", type=positive_int, help="early stopping patience in epochs")
-    t.add_argument("--subset", type=positive_int, help="train on a class-balanced subset of N images")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    t.add_argument("--precision", choices=["auto", "fp32", "bf16"])
-    t.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
-    t.add_argument("--shift", type=float, help="max random shift, fraction of the side")
-    t.add_argument("--rotate", type=float, help="max random rotation, degrees")
-    t.add_argument("--zoom", type=float, help="max random zoom, fraction")
-    t.add_argument("--erase", type=float, help="random-erasing probability (a 4-12 px square)")
-    t.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None, help="flip test-time aug")
-    t.add_argument("--log-every", type=positive_int)
+    add_option_flags(t)
     t.add_argument("--out", help="checkpoint path (default: checkpoints/<preset>-<time>.safetensors)")
     t.add_argument("--force", action="store_true", help="replace an existing --out file")
     t.add_argument("--dry-run", action="store_true", help="1 epoch on 512 images, save nothing (smoke test)")
+    t.add_argument(
+        "--show-config", action="store_true", help="print the resolved options and their origin; train nothing"
+    )
 
     e = add("evaluate", cmd_evaluate, "test-set metrics, per-class table and confusion matrix of a checkpoint")
     e.add_argument("checkpoint")

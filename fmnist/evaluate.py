@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch import nn
 
-from .data import CLASSES, NUM_CLASSES
-from .train import predict_logits
+from .data import CLASSES, NUM_CLASSES, FashionMNIST, load_dataset
+from .runtime import predict_logits
 
 SUBSET_N = 1000  # the fixed test subset (first 1,000 images) whose accuracy each card records
 
@@ -139,3 +139,17 @@ def evaluate(
 ) -> EvalResult:
     """Run `model` once over uint8 images (N, 28, 28) and compute all metrics."""
     return metrics_from_logits(predict_logits(model, images, tta_flip=tta_flip, precision=precision), labels)
+
+
+def evaluate_test(
+    model: nn.Module, *, tta_flip: bool = False, data: FashionMNIST | None = None, limit: int | None = None
+) -> EvalResult:
+    """The model's metrics on the test set (or its first `limit` images): every caller's one path.
+
+    Args:
+        tta_flip: the checkpoint's own setting (`Checkpoint.tta_flip`, `TrainConfig.tta_flip`).
+        data: the dataset (default: `load_dataset()`, cached per process).
+    """
+    ds = data or load_dataset()
+    n = len(ds.test_labels) if limit is None else limit
+    return evaluate(model, ds.test_images[:n], ds.test_labels[:n], tta_flip=tta_flip)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .train import to_input
+from .runtime import to_input
 
 # Models are shared between app sessions (cached once per server): Grad-CAM hooks must not
 # interleave, and nothing here may leave gradients on the shared weights.

@@ -10,7 +10,7 @@ Every model maps a normalised batch (B, 1, 28, 28) to logits (B, 10).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,15 +29,17 @@ class ModelSpec:
     recipe: dict[str, Any]  # TrainConfig fields of the public recipe
     reported: float | None = None  # test accuracy claimed by the public source, in %
     source: str = ""
-    default_kwargs: dict[str, Any] = field(default_factory=dict)
+    trainable: bool = True  # False: built from saved checkpoints (the ensemble), never trained
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(name: str, description: str, recipe: dict, reported: float | None = None, source: str = ""):
+def register(
+    name: str, description: str, recipe: dict, reported: float | None = None, source: str = "", trainable: bool = True
+):
     def deco(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = ModelSpec(name, builder, description, recipe, reported, source)
+        _REGISTRY[name] = ModelSpec(name, builder, description, recipe, reported, source, trainable)
         return builder
 
     return deco
@@ -99,7 +101,7 @@ def dense_stack(sizes: list[int], dropout: float) -> list[nn.Module]:
     return layers + [nn.Linear(sizes[-1], NUM_CLASSES)]
 
 
-# Recipes name TrainConfig fields (see fmnist.train). Keras defaults: Adam lr 1e-3.
+# Recipes name TrainConfig fields (see fmnist.config). Keras defaults: Adam lr 1e-3.
 KERAS_AUG = {"rotate": 10.0, "shift": 0.1, "zoom": 0.1, "flip": False}
 
 
@@ -357,8 +359,9 @@ class Ensemble(nn.Module):
 @register(
     "ensemble",
     "Soft or majority vote over saved models (default: cnn2 with kernel sizes 3, 5, 7)",
-    {"epochs": 10, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.1},
+    {},  # not trained: `python -m fmnist ensemble` combines saved checkpoints
     source="public report combining CNNs of different kernel sizes by majority vote",
+    trainable=False,
 )
 def ensemble(members: list[dict[str, Any]] | None = None, vote: str = "soft") -> nn.Module:
     return Ensemble(members, vote)

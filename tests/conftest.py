@@ -47,6 +47,7 @@ def ckpt_dir(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_model(ds):
     """A quickly trained mlp (subset, 1 epoch): real but cheap."""
-    from fmnist.train import TrainConfig, train
+    from fmnist.config import TrainConfig
+    from fmnist.train import train
 
     return train(TrainConfig(arch="mlp", epochs=1, subset=2000, batch_size=64, seed=0, precision="fp32"), ds)

@@ -7,6 +7,9 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app_support import keys
+from app_support.nav import EVALUATE, MISCLASSIFIED, PAGES, PREDICT, TRAIN
+from app_support.state import ModelRef
 from conftest import ROOT
 
 TIMEOUT = 120
@@ -17,8 +20,8 @@ def app() -> AppTest:
     return at.run()
 
 
-def goto(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
+def goto(at: AppTest, page) -> AppTest:
+    at.switch_page(page.path)
     return at.run()
 
 
@@ -51,19 +54,19 @@ def test_home(at):
 def test_pages_without_models_point_to_train(tmp_path, monkeypatch):
     monkeypatch.setenv("FMNIST_CHECKPOINT_DIR", str(tmp_path))  # empty: no model anywhere
     at = app()
-    for page in ("evaluate", "predict", "misclassified"):
+    for page in (EVALUATE, PREDICT, MISCLASSIFIED):
         goto(at, page)
         assert not at.exception
         assert "needs a trained model" in text(at)
 
 
 def test_train_save_then_evaluate(at, ckpt_dir):
-    goto(at, "train")
+    goto(at, TRAIN)
     assert not at.exception
     at.number_input(key="tr_quick_epochs").set_value(1)
     at.number_input(key="tr_quick_subset").set_value(600)
     at.button(key="tr_start").click().run()
-    run = at.session_state["train_run"]
+    run = at.session_state[keys.RUN]
     assert run.config.subset == 600 and run.config.epochs == 1
     assert run.wait(TIMEOUT)
     at.run()
@@ -75,9 +78,9 @@ def test_train_save_then_evaluate(at, ckpt_dir):
     assert not at.exception
     saved = ckpt_dir / "My-class-model.safetensors"  # sanitised, inside the folder
     assert saved.exists()
-    goto(at, "evaluate")
+    goto(at, EVALUATE)
     assert not at.exception
-    assert at.session_state["model_key"] == f"file:{saved}"  # selected in the shared picker
+    assert at.session_state[keys.MODEL] == ModelRef.file(saved)  # selected in the shared picker
     assert any(c.value.startswith("My-class-model:") for c in at.caption)  # Evaluate shows it
     assert "Test accuracy" in [m.label for m in at.metric]
     assert any(o.startswith("My-class-model (") for o in picker_options(at))
@@ -85,30 +88,30 @@ def test_train_save_then_evaluate(at, ckpt_dir):
 
 
 def test_train_diverged_offers_no_model(at):
-    goto(at, "train")
+    goto(at, TRAIN)
     at.number_input(key="tr_quick_lr").set_value(10.0)
     at.number_input(key="tr_quick_epochs").set_value(1)
     at.number_input(key="tr_quick_subset").set_value(600)
     at.button(key="tr_start").click().run()
-    at.session_state["train_run"].wait(TIMEOUT)
+    at.session_state[keys.RUN].wait(TIMEOUT)
     at.run()
     assert "diverged" in text(at)
     assert not at.get("download_button") and not [b for b in at.button if b.key == "tr_save"]
 
 
 def test_stop_button(at):
-    goto(at, "train")
+    goto(at, TRAIN)
     at.number_input(key="tr_quick_epochs").set_value(20)
     at.button(key="tr_start").click().run()
     at.button(key="tr_stop").click().run()
-    run = at.session_state["train_run"]
+    run = at.session_state[keys.RUN]
     assert run.wait(30)
     at.run()
     assert run.result.status == "stopped" and "Stopped" in text(at)
 
 
 def test_evaluate_dashboard(at):
-    goto(at, "evaluate")
+    goto(at, EVALUATE)
     assert not at.exception
     acc = next(m for m in at.metric if m.label == "Test accuracy").value
     assert float(acc.rstrip("%")) > 90
@@ -128,10 +131,10 @@ def test_evaluate_compare(at, ckpt_dir):
 
     shutil.copy(ckpt_dir / "quick.safetensors", ckpt_dir / "quick-copy.safetensors")
     at.run()
-    goto(at, "evaluate")
-    other = [o for o in at.selectbox(key="ev_compare").options if "quick-copy" in str(o)][0]
-    at.selectbox(key="ev_compare").set_value(f"file:{ckpt_dir / 'quick-copy.safetensors'}").run()
-    assert not at.exception and other
+    goto(at, EVALUATE)
+    assert any(o.startswith("quick-copy (") for o in at.selectbox(key="ev_compare").options)
+    at.selectbox(key="ev_compare").set_value(ModelRef.file(ckpt_dir / "quick-copy.safetensors")).run()
+    assert not at.exception
     assert len(at.get("plotly_chart")) == 4  # matrix, confusion diff, curves, calibration
     assert "Δ accuracy" in at.dataframe[0].value.columns
     assert (at.dataframe[0].value["Δ accuracy"] == 0).all()  # same weights: no difference
@@ -145,7 +148,7 @@ def _png_of_test_image(ds, i: int) -> bytes:
 
 
 def test_predict_upload(at, ds):
-    goto(at, "predict")
+    goto(at, PREDICT)
     assert not at.exception
     at.radio(key="pr_source").set_value("Upload an image").run()
     at.file_uploader(key="pr_upload").upload("trouser.png", _png_of_test_image(ds, 2), "image/png")  # a trouser
@@ -168,7 +171,7 @@ def _blank_png() -> bytes:
     [(b"not an image", "x.png"), (b"\x89PNG\r\n\x1a\n\x00\x00", "trunc.png"), (_blank_png(), "blank.png")],
 )
 def test_predict_bad_upload_keeps_working(at, payload, name):
-    goto(at, "predict")
+    goto(at, PREDICT)
     at.radio(key="pr_source").set_value("Upload an image").run()
     at.file_uploader(key="pr_upload").upload(name, payload, "image/png")
     at.run()
@@ -179,7 +182,7 @@ def test_predict_bad_upload_keeps_working(at, payload, name):
 
 
 def test_predict_test_sample(at, ds):
-    goto(at, "predict")
+    goto(at, PREDICT)
     at.radio(key="pr_source").set_value("Test sample").run()
     at.number_input(key="pr_index").set_value(2).run()
     assert not at.exception
@@ -195,7 +198,7 @@ def test_misclassified_filters(at, ckpt_dir):
 
     ds = load_dataset()
     res = evaluate(load_checkpoint(ckpt_dir / "quick.safetensors").model, ds.test_images, ds.test_labels)
-    goto(at, "misclassified")
+    goto(at, MISCLASSIFIED)
     assert not at.exception
     total = int((res.preds != res.labels).sum())
     assert f"**{total} errors**" in at.markdown[0].value
@@ -217,15 +220,39 @@ def test_misclassified_filters(at, ckpt_dir):
 
 def test_two_sessions_never_share_a_run(ckpt_dir):
     alice, bob = app(), app()
-    goto(alice, "train")
+    goto(alice, TRAIN)
     alice.number_input(key="tr_quick_epochs").set_value(1)
     alice.number_input(key="tr_quick_subset").set_value(600)
     alice.button(key="tr_start").click().run()
-    goto(bob, "train")
-    assert "train_run" not in bob.session_state  # Bob's session has no run ...
+    goto(bob, TRAIN)
+    assert keys.RUN not in bob.session_state  # Bob's session has no run ...
     assert any("press **Start training**" in i.value for i in bob.info)  # ... and sees none
-    assert alice.session_state["train_run"].wait(TIMEOUT)
+    assert alice.session_state[keys.RUN].wait(TIMEOUT)
     alice.run()
     bob.run()
     assert not any("this session" in o for o in picker_options(bob))  # nor Alice's unsaved model
     assert any("this session" in o for o in picker_options(alice))
+
+
+def test_two_sessions_that_both_train_keep_their_own_models(ckpt_dir):
+    """Each session's unsaved model is its own, even when both train (no shared store)."""
+    alice, bob = app(), app()
+    for at, arch in ((alice, "mlp"), (bob, "logreg")):
+        goto(at, TRAIN)
+        at.selectbox(key="tr_quick_arch").set_value(arch)
+        at.number_input(key="tr_quick_epochs").set_value(1)
+        at.number_input(key="tr_quick_subset").set_value(600)
+        at.button(key="tr_start").click().run()
+        assert at.session_state[keys.RUN].wait(TIMEOUT)
+    alice.run()
+    bob.run()
+    assert [o for o in picker_options(alice) if "this session" in o] == ["mlp-run1 (this session, unsaved)"]
+    assert [o for o in picker_options(bob) if "this session" in o] == ["logreg-run1 (this session, unsaved)"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.url_path or "home")
+def test_every_page_has_the_shared_sidebar(at, page):
+    goto(at, page)
+    assert not at.exception
+    assert at.sidebar.title[0].value == "Fashion-MNIST Studio"
+    assert picker_options(at) and picker_options(at)[0].startswith("quick (")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fmnist.checkpoints import (
+    Checkpoint,
     CheckpointError,
     build_card,
     checkpoint_path,
@@ -16,7 +17,7 @@ from fmnist.checkpoints import (
     to_bytes,
 )  # fmt: skip
 from fmnist.models import create_model
-from fmnist.train import to_input
+from fmnist.runtime import to_input
 
 
 def _card(arch="mlp"):
@@ -94,8 +95,6 @@ def test_wrong_architecture_refused():
     data = to_bytes(create_model("mlp"), _card("cnn2"))  # card lies about the weights
     with pytest.raises(CheckpointError, match="do not match architecture 'cnn2'"):
         from_bytes(data)
-    with pytest.raises(CheckpointError, match="expected 'resnet'"):
-        from_bytes(to_bytes(create_model("mlp"), _card()), expected_arch="resnet")
 
 
 def test_names_are_sanitised(tmp_path):
@@ -129,3 +128,25 @@ def test_saliency_leaves_shared_model_untouched(tiny_model, ds):
     assert sal.shape == (28, 28) and sal.max() == pytest.approx(1.0)
     assert all(p.grad is None for p in model.parameters())
     assert grad_cam(model, ds.test_images[0], 9) is None  # an MLP has no conv layer
+
+
+def test_tta_flip_is_read_from_the_cards_config():
+    model = create_model("mlp")
+    assert Checkpoint(model, {**_card(), "config": {"tta_flip": True}}).tta_flip is True
+    assert Checkpoint(model, {**_card(), "tta_flip": True, "config": {"tta_flip": False}}).tta_flip is False
+    assert Checkpoint(model, _card()).tta_flip is False
+    ck = from_bytes(to_bytes(model, {**_card(), "config": {"tta_flip": True}}))
+    assert ck.tta_flip is True  # survives the file round trip
+
+
+def test_make_ensemble_card_and_metrics(tiny_model, ds):
+    from fmnist.checkpoints import make_ensemble
+    from fmnist.evaluate import evaluate_test
+
+    member = Checkpoint(tiny_model.model, {**build_card(tiny_model, {"accuracy": 0.7}), "name": "m1"})
+    ens, ev = make_ensemble([member, member], "soft", "python -m fmnist ensemble a b")
+    card = ens.card
+    assert card["arch"] == "ensemble" and card["kwargs"]["vote"] == "soft" and len(ens.model.members) == 2
+    assert card["members"] == [{"name": "m1", "arch": "mlp", "test_accuracy": 0.7}] * 2
+    assert card["metrics"]["test"]["accuracy"] == ev.accuracy == evaluate_test(tiny_model.model).accuracy
+    assert card["data_checksum"] == ds.checksum and card["command"] == "python -m fmnist ensemble a b"

@@ -106,6 +106,10 @@ def test_ensemble_from_saved(trained, tmp_path, capsys):
         (["train", "--arch", "cnn2", "--model-kwargs", '{"kernel_size": 40}', "--dry-run"], "too large"),
         (["train", "--arch", "mlp", "--model-kwargs", "[1]", "--dry-run"], "rejected"),
         (["train", "--arch", "mlp", "--device", "mps", "--dry-run"], "mps"),
+        (["train", "--arch", "ensemble"], "not trained"),
+        (["train", "--preset", "quick", "--arch", "cnn2"], "not both"),
+        (["train", "--epochs", "0"], "epochs must be in [1, 1000]"),
+        (["train", "--lr", "0", "--dry-run"], "lr must be in (0, 100]"),
     ],
 )
 def test_bad_input_one_line_no_traceback(args, msg):
@@ -114,10 +118,62 @@ def test_bad_input_one_line_no_traceback(args, msg):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_bench_reports_both_loops(capsys):
-    code, out = run_json(capsys, "bench", "--batches", "3", "--rounds", "1")
-    assert code == 0 and {"dataloader_fp32", "tensor_fp32"} <= set(out["images_per_s"])
-    assert out["eval_test_set_s"] > 0 and out["predict_latency_ms"]["p95"] >= out["predict_latency_ms"]["median"]
+def test_bench_times_the_shipped_training_step(capsys, monkeypatch):
+    """The tensor sides must run fmnist.train.Trainer.step, the loop's own step, not a copy."""
+    from fmnist import bench
+    from fmnist.runtime import cpu_has_bf16
+    from fmnist.train import Trainer
+
+    calls = []
+    real = Trainer.step
+    monkeypatch.setattr(Trainer, "step", lambda self, x, y: calls.append(self.precision) or real(self, x, y))
+    code, out = run_json(capsys, "bench", "--batches", "4", "--rounds", "2")
+    sides = ["tensor_fp32", *(["tensor_bf16"] if cpu_has_bf16() else [])]
+    assert code == 0 and set(out["images_per_s"]) == {"dataloader_fp32", *sides}
+    # 3 warm-up steps + rounds * batches per precision, each through Trainer.step
+    assert sorted(calls) == sorted([s.split("_")[1] for s in sides for _ in range(3 + 2 * 4)])
+    assert all(len(v) == 2 for v in out["rounds_images_per_s"].values())
+    assert set(out["speedup_vs_dataloader"]) == set(sides)
+    assert out["machine"]["cpu_flags"] == bench.machine()["cpu_flags"] and out["eval_precision"] == "fp32"
+
+
+def test_train_json_reports_the_saved_models_test_accuracy(trained, capsys):
+    """train --json's test_accuracy is the test set's (what evaluate says), not the validation's."""
+    code, out = run_json(capsys, "evaluate", str(trained))
+    card = load_checkpoint(trained).card
+    assert code == 0 and card["metrics"]["test"]["accuracy"] == out["accuracy"]
+    assert card["metrics"]["val"]["accuracy"] != out["accuracy"]
+
+
+def test_train_json_keys(tmp_path, capsys):
+    code, out = run_json(
+        capsys, "train", "--arch", "logreg", "--epochs", "1", "--subset", "500", "--out", str(tmp_path / "m")
+    )
+    assert code == 0
+    assert {"status", "message", "arch", "preset", "train_time_s", "wall_time_s", "best_epoch", "val_accuracy",
+            "params", "device", "precision", "test_accuracy", "test_loss", "macro_f1", "checkpoint"} <= set(out)  # fmt: skip
+    ev = main(["evaluate", out["checkpoint"], "--json"])
+    full = json.loads(capsys.readouterr().out)
+    assert ev == 0 and out["test_accuracy"] == full["accuracy"] and out["val_accuracy"] != full["accuracy"]
+
+
+def test_show_config_names_origins(capsys):
+    code, out = run_json(capsys, "train", "--preset", "cnn3bn", "--epochs", "3", "--no-restore-best", "--show-config")
+    assert code == 0 and out["config"]["epochs"] == 3 and out["config"]["restore_best"] is False
+    assert out["config"]["augment"]["rotate"] == 10
+    assert out["origin"]["epochs"] == "command line" and out["origin"]["rotate"] == "preset 'cnn3bn'"
+
+
+def test_every_option_has_a_flag_with_its_default():
+    from fmnist.cli import parser
+    from fmnist.config import option_fields
+
+    train_parser = parser()._subparsers._group_actions[0].choices["train"]
+    helps = {a.dest: a.help for a in train_parser._actions}
+    for d in option_fields():
+        assert d.name in helps, d.name
+        assert "(quick: " in helps[d.name]
+    assert "(quick: 4)" in helps["epochs"] and "(quick: adamw)" in helps["optimizer"]
 
 
 def test_arch_takes_its_own_recipe(capsys):

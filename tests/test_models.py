@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from fmnist.models import create_model, get_spec, list_models, param_count
-from fmnist.train import to_input
+from fmnist.runtime import to_input
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -38,7 +38,8 @@ def test_registry_metadata():
     assert param_count("cnn2") == 225_034  # 32*9+32 + 64*32*9+64 + 1600*128+128 + 128*10+10
     for name in list_models():
         spec = get_spec(name)
-        assert spec.description and {"epochs", "batch_size", "lr"} <= set(spec.recipe)
+        assert spec.description and ({"epochs", "batch_size", "lr"} <= set(spec.recipe)) == spec.trainable
+    assert not get_spec("ensemble").trainable and get_spec("ensemble").recipe == {}
     assert get_spec("cnn3bn").recipe["patience"] == 5 and get_spec("cnn3bn").recipe["batch_size"] == 32
     assert all(get_spec(k).recipe["batch_size"] == 512 for k in ("keras1", "keras2", "keras3"))
 

@@ -102,3 +102,37 @@ def test_huge_image_refused():
 def test_unprocessable_array_is_a_clear_error():
     with pytest.raises(ImageError, match="cannot process"):
         preprocess(np.zeros((10, 10, 5), np.float64))
+
+
+def _disc(size: int, radius: float, inside: int, outside: int) -> np.ndarray:
+    """A (size, size) uint8 image: a centred disc of value `inside` on `outside`."""
+    yy, xx = np.mgrid[:size, :size]
+    d = np.hypot(yy - (size - 1) / 2, xx - (size - 1) / 2)
+    return np.where(d <= radius, inside, outside).astype(np.uint8)
+
+
+def _assert_light_disc_on_black(img: np.ndarray):
+    assert img.shape == (28, 28) and img.dtype == np.uint8
+    assert img[13:15, 13:15].min() > 200  # the object is light
+    assert max(img[0, 0], img[0, -1], img[-1, 0], img[-1, -1]) == 0  # the corners outside the disc are black
+    assert _corr(img, _disc(28, 14, 255, 0)) > 0.95  # the disc fills the 28x28 canvas
+
+
+def test_big_light_object_on_dark_border_is_not_inverted():
+    """The object covers ~64% of the image, so most pixels are light, but the border is dark: keep it."""
+    img = _disc(100, 45, 230, 10)
+    assert np.median(img) > 127 and img.mean() > 127  # the whole image reads light
+    out = preprocess(img)
+    assert out.inverted is False
+    assert not any("inverted" in n for n in out.notes)
+    _assert_light_disc_on_black(out.image)
+
+
+def test_big_dark_object_on_light_border_is_inverted():
+    """The object covers ~64% of the image, so most pixels are dark, but the border is light: invert."""
+    img = _disc(100, 45, 20, 245)
+    assert np.median(img) < 127 and img.mean() < 127  # the whole image reads dark
+    out = preprocess(img)
+    assert out.inverted is True
+    assert any("inverted" in n for n in out.notes)
+    _assert_light_disc_on_black(out.image)

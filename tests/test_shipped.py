@@ -3,33 +3,43 @@
 import pytest
 
 from conftest import ROOT
-from fmnist.checkpoints import list_checkpoints, load_checkpoint, read_card
+from fmnist.checkpoints import SHIPPED, list_checkpoints, load_checkpoint, read_card, shipped_command
+from fmnist.config import preset_config
 from fmnist.evaluate import evaluate
+from fmnist.train import train
 
-# What scripts/train_zoo.sh ships (models you save from the app may sit beside them).
-NAMES = ["quick", "logreg", "mlp", "mlp2", "cnn2", "keras1", "keras2", "keras3", "best", "cnn3bn", "cnn2-k5",
-         "cnn2-k7", "ensemble"]  # fmt: skip
-SHIPPED = [ROOT / "checkpoints" / f"{n}.safetensors" for n in NAMES]
+PATHS = [ROOT / "checkpoints" / f"{n}.safetensors" for n in SHIPPED]
 N = 1000  # the fixed subset: the first 1,000 test images (the card records its accuracy)
 
 
 def test_shipped_set_is_complete():
-    assert {p.stem for p in list_checkpoints(ROOT / "checkpoints")} >= set(NAMES)
-    assert sum(p.stat().st_size for p in SHIPPED) < 16 * 2**20  # a few MB, no LFS
+    assert {p.stem for p in list_checkpoints(ROOT / "checkpoints")} >= set(SHIPPED)
+    assert sum(p.stat().st_size for p in PATHS) < 16 * 2**20  # a few MB, no LFS
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_checkpoint_matches_its_card(path, ds):
     ck = load_checkpoint(path)  # safetensors only: no pickle can run
     card = ck.card
     test = card["metrics"]["test"]
     assert card["data_checksum"] == ds.checksum  # trained on this exact dataset
-    assert card["command"].startswith("python -m fmnist ")
+    assert card["command"] == shipped_command(path.stem)  # by the command SHIPPED lists
     res = evaluate(ck.model, ds.test_images[:N], ds.test_labels[:N], tta_flip=ck.tta_flip)
     assert res.accuracy == pytest.approx(test[f"subset{N}_accuracy"], abs=0.004)
     assert read_card(path)["arch"] == card["arch"]
 
 
-def test_quick_preset_claim():
-    card = read_card(ROOT / "checkpoints" / "quick.safetensors")
-    assert card["metrics"]["test"]["accuracy"] >= 0.91 and card["train_time_s"] <= 60
+def test_best_model_predicts_with_flip_tta(ds):
+    """The card's config says tta_flip; loading must honour it, and it must matter."""
+    ck = load_checkpoint(ROOT / "checkpoints" / "best.safetensors")
+    assert ck.card["config"]["tta_flip"] is True and ck.tta_flip is True
+    x, y = ds.test_images[:N], ds.test_labels[:N]
+    with_tta = evaluate(ck.model, x, y, tta_flip=True)
+    assert with_tta.accuracy == pytest.approx(ck.card["metrics"]["test"][f"subset{N}_accuracy"], abs=1e-9)
+    assert not (with_tta.probs == evaluate(ck.model, x, y, tta_flip=False).probs).all()
+
+
+def test_quick_preset_learns_in_two_short_epochs(ds):
+    """The classroom recipe itself (not the shipped file): well above chance on a small subset."""
+    res = train(preset_config("quick", epochs=2, subset=6000, precision="fp32"), ds)
+    assert res.status == "finished" and res.val_acc > 0.8

@@ -1,23 +1,24 @@
+import math
 import threading
 
 import pytest
 import torch
 
-from fmnist.train import (
+from fmnist import train as train_mod
+from fmnist.augment import augment_batch
+from fmnist.config import (
+    PRESETS,
     Augment,
-    BatchEvent,
     ConfigError,
-    DoneEvent,
-    EpochEvent,
     TrainConfig,
-    augment_batch,
-    iter_training,
-    pick_device,
-    predict_logits,
+    explain_config,
+    make_config,
+    option_fields,
     preset_config,
-    split_indices,
-    train,
-)  # fmt: skip
+    trainable_models,
+)
+from fmnist.runtime import pick_device, predict_logits
+from fmnist.train import BatchEvent, Best, DoneEvent, EpochEvent, iter_training, split_indices, train
 
 FAST = dict(arch="cnn2", subset=3000, batch_size=128, precision="fp32", seed=0)
 
@@ -64,14 +65,60 @@ def test_early_stopping_restores_best_weights(ds):
     assert _val_acc(res.model, cfg, ds) == pytest.approx(res.history[0]["val_acc"])
 
 
-def test_restore_best_returns_the_best_epochs_weights(ds):
-    cfg = TrainConfig(arch="mlp", epochs=4, lr=0.3, optimizer="sgd", subset=2000, precision="fp32", seed=3)
+def test_best_keeps_a_copy_not_a_reference():
+    model = torch.nn.Linear(3, 2)
+    best = Best()
+    assert best.consider(0.5, 1.0, 1, model)
+    kept = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.weight.add_(1.0)  # training goes on
+    assert all(torch.equal(best.state[k], kept[k]) for k in kept)
+    assert not best.consider(0.4, 0.1, 2, model) and best.epoch == 1  # worse accuracy
+    assert best.consider(0.5, 0.9, 3, model) and best.epoch == 3  # a tie goes to the lower loss
+
+
+def test_restore_best_brings_back_an_earlier_epoch(ds, monkeypatch):
+    """Epoch 2 is wrecked on purpose (weights zeroed after each step): the result must be epoch 1's weights."""
+    cfg = TrainConfig(arch="mlp", epochs=2, subset=2000, precision="fp32", seed=0)
+    steps_per_epoch = math.ceil(len(split_indices(cfg, ds.train_labels)[0]) / cfg.batch_size)
+    real = train_mod.make_optimizer
+
+    def sabotaged(model, cfg):
+        opt, n = real(model, cfg), [0]
+
+        def wreck(*_):
+            n[0] += 1
+            if n[0] > steps_per_epoch:
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p.zero_()
+
+        opt.register_step_post_hook(wreck)
+        return opt
+
+    monkeypatch.setattr(train_mod, "make_optimizer", sabotaged)
     res = train(cfg, ds)
-    best = max(res.history, key=lambda h: h["val_acc"])
-    assert res.best_epoch == best["epoch"] and res.val_acc == pytest.approx(best["val_acc"])
-    assert _val_acc(res.model, cfg, ds) == pytest.approx(best["val_acc"])  # the weights, not just the number
-    if res.best_epoch != len(res.history):  # the last epoch was worse: the weights went back
-        assert _val_acc(res.model, cfg, ds) != pytest.approx(res.history[-1]["val_acc"])
+    first, last = res.history
+    assert last["val_acc"] < 0.2 < 0.6 < first["val_acc"]  # the sabotage worked
+    assert res.best_epoch == 1 and res.val_acc == first["val_acc"]
+    assert _val_acc(res.model, cfg, ds) == pytest.approx(first["val_acc"])  # the weights came back
+    assert "Restored the best weights (epoch 1" in res.message
+
+
+def test_no_restore_keeps_the_last_weights(ds):
+    cfg = TrainConfig(arch="mlp", epochs=2, subset=2000, precision="fp32", seed=0, restore_best=False)
+    res = train(cfg, ds)
+    assert _val_acc(res.model, cfg, ds) == pytest.approx(res.history[-1]["val_acc"])
+    assert "Restored" not in res.message
+
+
+def test_validation_images_are_not_augmented(ds):
+    """Heavy augmentation in training; validation must still see the plain images."""
+    aug = {"flip": True, "shift": 0.3, "rotate": 90.0, "zoom": 0.3, "erase": 1.0}
+    cfg = TrainConfig(arch="mlp", epochs=1, subset=2000, precision="fp32", seed=0, augment=aug)
+    res = train(cfg, ds)
+    assert res.history[0]["val_acc"] == pytest.approx(_val_acc(res.model, cfg, ds))
+    assert res.val_acc == pytest.approx(_val_acc(res.model, cfg, ds))
 
 
 def test_divergence_is_reported_and_no_model_kept(ds):
@@ -137,3 +184,47 @@ def test_random_erase():
     assert area.max() == 144 and {16, 25, 36, 144} <= set(area.tolist())  # whole 4..12 px squares
     assert area.min() >= 1
     assert torch.equal(y[~hit], x[~hit])
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_builds_a_valid_config(name):
+    cfg = preset_config(name)
+    recipe = PRESETS[name]
+    assert cfg.arch == recipe["arch"] and cfg.arch in trainable_models()
+    for key, value in recipe.items():
+        got = getattr(cfg, key)
+        assert (vars(got) if key == "augment" else got) == ({**vars(Augment()), **value} if key == "augment" else value)
+    assert make_config(recipe=cfg.arch).arch == cfg.arch  # and each arch's own recipe builds too
+
+
+def test_presets_and_recipes_exclude_the_ensemble():
+    assert "ensemble" not in PRESETS and "ensemble" not in trainable_models()
+    with pytest.raises(ConfigError, match="not trained"):
+        make_config(recipe="ensemble")
+    with pytest.raises(ConfigError, match="not trained"):
+        TrainConfig(arch="ensemble")
+
+
+def test_explain_config_names_each_values_origin():
+    cfg, origin = explain_config("cnn3bn", epochs=3, flip=True, lr=None)
+    assert cfg.epochs == 3 and cfg.augment.flip and cfg.augment.rotate == 10 and cfg.lr == 1e-3
+    assert origin["epochs"] == "command line" and origin["flip"] == "command line"
+    assert origin["rotate"] == "preset 'cnn3bn'" and origin["lr"] == "preset 'cnn3bn'"
+    assert origin["seed"] == "default" and origin["erase"] == "default"
+    _, origin = explain_config(recipe="keras2")
+    assert origin["batch_size"] == "the keras2 recipe"
+    with pytest.raises(ConfigError, match="not both"):
+        explain_config("quick", "cnn2")
+
+
+@pytest.mark.parametrize("d", [d for d in option_fields() if d.opt.hi is not None], ids=lambda d: d.name)
+def test_every_ranged_option_is_checked(d):
+    """Each option's own range is enforced, with a message that names it."""
+    base = TrainConfig()
+    too_big = d.kind(d.opt.hi * 2 + 1)
+    too_small = d.kind(d.opt.lo - 1) if not d.opt.open_lo else d.kind(d.opt.lo)
+    for bad in (too_big, too_small):
+        with pytest.raises(ConfigError, match=d.name.split(".")[-1]):
+            make_config(**{d.name: bad}) if d.name in vars(Augment()) else TrainConfig(**{**vars(base), d.name: bad})
+    ok = d.kind(d.opt.hi)
+    make_config(**{d.name: ok})  # the top of the range itself is allowed

@@ -3,27 +3,24 @@
 import pandas as pd
 import streamlit as st
 
-from app_support.layout import page_setup
 from app_support.plots import clicked_cell, confusion_diff_fig, confusion_fig, curves_fig, reliability_fig
-from app_support.state import available_models, get_eval_or_stop, require_model
+from app_support.state import available_models, get_eval_or_stop, open_mistakes, require_model
 from fmnist.data import CLASSES
 from fmnist.evaluate import reliability_curve
 
-page_setup("Evaluate")
 st.title("Evaluate")
 entry, ckpt = require_model()
-res = get_eval_or_stop(entry.key, entry.label)
-others = [e for e in available_models() if e.key != entry.key]
-labels = {e.key: e.label for e in others}
-other_key = st.selectbox(
+res = get_eval_or_stop(entry)
+others = {e.ref: e for e in available_models() if e.ref != entry.ref}
+other_ref = st.selectbox(
     "Compare with",
-    [None, *labels],
-    format_func=lambda k: "(no comparison)" if k is None else labels[k],
+    [None, *others],
+    format_func=lambda r: "(no comparison)" if r is None else others[r].label,
     key="ev_compare",
 )
-other = get_eval_or_stop(other_key, labels[other_key]) if other_key else None
-name_a = entry.label.split(" (")[0]
-name_b = labels[other_key].split(" (")[0] if other_key else ""
+other = get_eval_or_stop(others[other_ref]) if other_ref else None
+name_a = entry.name
+name_b = others[other_ref].name if other_ref else ""
 
 m = st.columns(4)
 for col, title, attr, fmt, better_low in (
@@ -46,8 +43,7 @@ event = left.plotly_chart(
 )  # fmt: skip
 cell = clicked_cell(event)
 if cell is not None and cell[0] != cell[1]:
-    st.session_state["mis_filter"] = {"true": cell[0], "pred": cell[1]}
-    st.switch_page("pages/misclassified.py")
+    open_mistakes(*cell)
 if right is not None:
     right.plotly_chart(confusion_diff_fig(res.confusion, other.confusion, name_a, name_b), key="ev_cm_diff")
 
@@ -57,8 +53,7 @@ t = c1.selectbox("True class", range(10), 6, format_func=lambda i: CLASSES[i], k
 p = c2.selectbox("Predicted as", range(10), 0, format_func=lambda i: CLASSES[i], key="ev_cell_pred")
 c3.write("")
 if c3.button(f"Show {int(res.confusion[t, p])} images", key="ev_cell_go", disabled=t == p):
-    st.session_state["mis_filter"] = {"true": t, "pred": p}
-    st.switch_page("pages/misclassified.py")
+    open_mistakes(t, p)
 
 st.subheader("Per class")
 table = pd.DataFrame(res.per_class_rows()).set_index("class")

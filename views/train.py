@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_support.layout import page_setup
+from app_support import keys
 from app_support.plots import curves_fig
 from app_support.training import (
     config_form,
@@ -13,14 +13,13 @@ from app_support.training import (
     start_run,
 )
 
-page_setup("Train")
 st.title("Train a network")
 st.caption(
     "Training runs in the background for your browser session only: switch pages and come back, "
     "the curves will still be here. **Stop** ends the run within one batch and keeps the best weights."
 )
-if "tr_flash" in st.session_state:
-    st.success(st.session_state.pop("tr_flash"))
+if keys.TRAIN_FLASH in st.session_state:
+    st.success(st.session_state.pop(keys.TRAIN_FLASH))
 run = current_run()
 running = run is not None and run.running
 cfg = config_form(disabled=running)
@@ -38,7 +37,7 @@ if c2.button("Stop", icon=":material/stop:", disabled=not running, key="tr_stop"
 @st.fragment(run_every=1.0 if running else None)
 def live_view() -> None:
     if run is None:
-        st.info("Choose a preset (the quick demo takes under a minute) and press **Start training**.")
+        st.info("Choose a preset (the quick demo takes a minute or two) and press **Start training**.")
         return
     snap = run.snapshot()
     last = snap.batches[-1] if snap.batches else None
@@ -81,7 +80,7 @@ if run is not None and not run.running:
         if c2.button("Save model", icon=":material/save:", key="tr_save"):
             try:
                 path = save_run(run, name)
-                st.session_state["tr_flash"] = (
+                st.session_state[keys.TRAIN_FLASH] = (
                     f"Saved to `{path}`. It is now selected in the model picker on every page."
                 )
                 st.rerun()

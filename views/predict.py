@@ -5,13 +5,11 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from app_support.inference import all_votes, probs, show_explanations
-from app_support.layout import page_setup
 from app_support.plots import prob_bars, upscale
 from app_support.state import dataset, require_model
 from fmnist.data import CLASSES
 from fmnist.preprocess import ImageError, preprocess
 
-page_setup("Predict")
 st.title("Predict")
 entry, ckpt = require_model()
 ds = dataset()

@@ -6,20 +6,18 @@ import numpy as np
 import streamlit as st
 
 from app_support.inference import show_explanations
-from app_support.layout import page_setup
 from app_support.plots import prob_bars, upscale
-from app_support.state import dataset, get_eval_or_stop, require_model
+from app_support.state import dataset, get_eval_or_stop, require_model, take_mistakes_filter
 from fmnist.data import CLASSES
 from fmnist.neighbors import nearest
 
-page_setup("Misclassified")
 st.title("Misclassified test images")
 entry, ckpt = require_model()
-res, ds = get_eval_or_stop(entry.key, entry.label), dataset()
+res, ds = get_eval_or_stop(entry), dataset()
 
-preset = st.session_state.pop("mis_filter", None)  # set by a confusion-matrix cell on Evaluate
-if preset:
-    st.session_state["mis_true"], st.session_state["mis_pred"] = preset["true"], preset["pred"]
+cell = take_mistakes_filter()  # set by a confusion-matrix cell on Evaluate
+if cell:
+    st.session_state["mis_true"], st.session_state["mis_pred"] = cell
 options = [None, *range(10)]
 label = lambda i: "any" if i is None else CLASSES[i]
 c1, c2, c3, c4 = st.columns(4)

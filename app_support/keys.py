@@ -1,0 +1,14 @@
+"""Every st.session_state key that more than one module or page uses, in one place.
+
+Widget keys that belong to a single page stay on that page (prefixed by it: `tr_`, `ev_`, ...).
+"""
+
+MODEL = "model_ref"  # the selected ModelRef, shared by every page's sidebar
+PENDING_MODEL = "pending_model_ref"  # a ModelRef to select at the next sidebar draw (just saved on Train)
+SESSION_MODELS = "session_models"  # run label -> Checkpoint trained in this session and not saved
+SESSION_EVALS = "session_evals"  # run label -> EvalResult of a session model
+PUBLISHED_RUNS = "published_runs"  # labels of runs already added to SESSION_MODELS
+RUN = "train_run"  # this session's TrainingRun
+RUN_COUNT = "train_count"  # runs started in this session (names them)
+TRAIN_FLASH = "tr_flash"  # a message for the Train page's next draw
+MIS_FILTER = "mis_filter"  # MisFilter handed from Evaluate to Misclassified

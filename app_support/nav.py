@@ -1,0 +1,53 @@
+"""The app's pages, listed once, and the frame they share (page config and sidebar).
+
+Adding a page is one line in PAGES plus its script in views/. Code moves between pages with
+`st.switch_page(EVALUATE.path)`, never a typed path. Fresh `st.Page` objects are built on every
+run: Streamlit forbids sharing them between sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    path: str  # the script, relative to app.py
+    title: str
+    icon: str
+    url_path: str | None = None  # None: the home page, at /
+
+    def page(self) -> st.Page:
+        return st.Page(
+            self.path, title=self.title, icon=self.icon, url_path=self.url_path, default=self.url_path is None
+        )
+
+
+HOME = PageSpec("views/home.py", "Home: the dataset", ":material/home:")
+TRAIN = PageSpec("views/train.py", "Train", ":material/model_training:", "train")
+EVALUATE = PageSpec("views/evaluate.py", "Evaluate", ":material/analytics:", "evaluate")
+PREDICT = PageSpec("views/predict.py", "Predict", ":material/draw:", "predict")
+MISCLASSIFIED = PageSpec("views/misclassified.py", "Misclassified", ":material/report:", "misclassified")
+PAGES = (HOME, TRAIN, EVALUATE, PREDICT, MISCLASSIFIED)
+
+
+def run_app() -> None:
+    """Route to the requested page, draw the shared frame, then run the page."""
+    from app_support.state import model_picker
+    from app_support.training import publish_finished
+
+    current = st.navigation([p.page() for p in PAGES], position="hidden")  # our own links below
+    st.set_page_config(
+        page_title=f"{current.title} · Fashion-MNIST Studio", page_icon=":material/checkroom:", layout="wide"
+    )
+    with st.sidebar:
+        st.title("Fashion-MNIST Studio")
+        for p in PAGES:
+            st.page_link(p.path, label=p.title, icon=p.icon)
+        st.divider()
+        publish_finished()  # a run that just ended joins the picker in this very rerun
+        model_picker()
+        st.caption("Shipped checkpoints, your saved models, and this session's runs.")
+    current.run()

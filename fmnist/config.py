@@ -1,0 +1,242 @@
+"""Training options, defined once: TrainConfig, its checks, and the presets.
+
+Each option is one dataclass field whose `Opt` metadata holds its help, choices and range. The
+checks (`TrainConfig.validate`), the CLI flags (`fmnist.cli`) and the Train page's widgets
+(`app_support.training`) are all derived from it, so a new option is one field here plus its
+widget on the page.
+
+    cfg = make_config(preset="quick", epochs=2)     # a preset with overrides
+    cfg, origin = explain_config(recipe="cnn2")      # cnn2's own recipe, and where each value came from
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from typing import Any, Literal, get_args
+
+from .models import get_spec, list_models
+
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["constant", "onecycle", "cosine"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+class ConfigError(ValueError):
+    """A training option is out of range; the message names the option."""
+
+
+@dataclass(frozen=True)
+class Opt:
+    """How one option is described and checked. Ranges are closed unless `open_lo` is set."""
+
+    help: str
+    label: str = ""  # the Train page's widget label
+    choices: tuple[str, ...] = ()
+    lo: float | None = None
+    hi: float | None = None
+    open_lo: bool = False  # lo itself is not allowed (lr > 0)
+    kind: type | None = None  # the value's type where the default (None) does not tell
+    cli: bool = True  # offered as a --flag by the CLI
+
+
+def option(default: Any = MISSING, help: str = "", *, factory: Any = MISSING, **kw: Any) -> Any:
+    """A dataclass field carrying its `Opt` description."""
+    meta = {"opt": Opt(help, **kw)}
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def trainable_models() -> list[str]:
+    """Architectures that can be trained (an ensemble is built from saved checkpoints instead)."""
+    return [n for n in list_models() if get_spec(n).trainable]
+
+
+@dataclass
+class Augment:
+    """Per-sample random augmentation, applied to whole batches at once (fmnist.augment)."""
+
+    flip: bool = option(False, "random horizontal flips (p=0.5)", label="Random flip")
+    shift: float = option(0.0, "max random shift, fraction of the side (0.1 = 2.8 px)", label="Shift (fraction)", lo=0, hi=0.5)  # fmt: skip
+    rotate: float = option(0.0, "max random rotation, degrees", label="Rotation (degrees)", lo=0, hi=180)
+    zoom: float = option(0.0, "max random zoom, fraction (0.1 = 90%..110%)", label="Zoom (fraction)", lo=0, hi=0.5)
+    erase: float = option(0.0, "random-erasing probability (a 4-12 px square)", label="Random erasing (p)", lo=0, hi=1)
+
+    @property
+    def active(self) -> bool:
+        return self.flip or self.shift > 0 or self.rotate > 0 or self.zoom > 0 or self.erase > 0
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Recipes and presets are partial dicts of these fields."""
+
+    arch: str = option("cnn2", "architecture", label="Architecture", cli=False)  # choices: trainable_models()
+    model_kwargs: dict[str, Any] = option(help="architecture options, e.g. {'kernel_size': 5}", factory=dict, cli=False)
+    epochs: int = option(10, "epochs to train", label="Epochs", lo=1, hi=1000)
+    batch_size: int = option(128, "images per batch", label="Batch size", lo=2, hi=65536)
+    lr: float = option(
+        1e-3, "learning rate (the peak for one-cycle)", label="Learning rate", lo=0, hi=100, open_lo=True
+    )
+    optimizer: Optimizer = option("adam", "optimizer", label="Optimizer", choices=get_args(Optimizer))
+    momentum: float = option(0.9, "SGD momentum (Nesterov); SGD only", label="Momentum", lo=0, hi=0.999)
+    weight_decay: float = option(0.0, "weight decay", label="Weight decay", lo=0, hi=0.999)
+    schedule: Schedule = option("constant", "learning-rate schedule", label="LR schedule", choices=get_args(Schedule))
+    label_smoothing: float = option(0.0, "label smoothing", label="Label smoothing", lo=0, hi=0.999)
+    augment: Augment = option(help="augmentation (see Augment)", factory=Augment, cli=False)
+    val_fraction: float = option(0.1, "validation split, e.g. 0.1 or 0.2", label="Validation split", lo=0, hi=0.5)
+    patience: int | None = option(None, "early stopping: epochs without a validation gain", label="Early-stop patience (0 = off)", lo=1, hi=1000, kind=int)  # fmt: skip
+    restore_best: bool = option(True, "end with the weights of the best validation epoch", label="Restore best weights")
+    subset: int | None = option(None, "train on a class-balanced subset of N images", label="Training images (0 = all)", lo=10, hi=60000, kind=int)  # fmt: skip
+    seed: int = option(0, "random seed (split, init, shuffling, augmentation)", label="Seed", lo=0, hi=2**31 - 1)
+    device: Device = option("auto", "auto picks CUDA, then MPS, then CPU", choices=get_args(Device))
+    precision: Precision = option("auto", "auto: bf16 where the hardware has it natively", choices=get_args(Precision))
+    tta_flip: bool = option(False, "predict with the mean of the image and its mirror image", label="Flip TTA")
+    log_every: int = option(20, "batches between progress events", lo=1, hi=10**6)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, dict):
+            unknown = set(self.augment) - {f.name for f in fields(Augment)}
+            if unknown:
+                raise ConfigError(f"unknown augment option(s): {', '.join(sorted(unknown))}")
+            self.augment = Augment(**self.augment)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad option."""
+        if self.arch not in trainable_models():
+            if self.arch in list_models():
+                raise ConfigError(f"arch: {self.arch!r} is not trained; combine saved models with `fmnist ensemble`")
+            raise ConfigError(f"arch: unknown model {self.arch!r}; valid: {', '.join(trainable_models())}")
+        if not isinstance(self.model_kwargs, dict):
+            raise ConfigError("model_kwargs must be a dict of architecture options")
+        for f, value in [*_described(self, ""), *_described(self.augment, "augment.")]:
+            check(f, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+class Described:
+    """A field with its Opt, plus the dotted name used in messages."""
+
+    def __init__(self, f: Field, prefix: str):
+        self.field, self.opt, self.name = f, f.metadata["opt"], prefix + f.name
+
+    @property
+    def kind(self) -> type:
+        if self.opt.kind:
+            return self.opt.kind
+        default = self.field.default
+        return type(default) if default is not MISSING else str
+
+
+def _described(obj: Any, prefix: str) -> list[tuple[Described, Any]]:
+    return [(Described(f, prefix), getattr(obj, f.name)) for f in fields(obj) if f.name not in ("arch", "model_kwargs", "augment")]  # fmt: skip
+
+
+def option_fields() -> list[Described]:
+    """Every CLI/UI option, TrainConfig's then Augment's, with its description."""
+    out = [Described(f, "") for f in fields(TrainConfig) if f.metadata["opt"].cli]
+    return out + [Described(f, "") for f in fields(Augment)]
+
+
+def check(d: Described, value: Any) -> None:
+    """Raise ConfigError unless `value` fits option `d` (None means 'off' for optional options)."""
+    o, name = d.opt, d.name
+    if value is None and d.field.default is None:
+        return
+    if o.choices and value not in o.choices:
+        raise ConfigError(f"{name} must be one of {', '.join(o.choices)}; got {value!r}")
+    if d.kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return
+    if d.kind in (int, float):
+        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok_type or (d.kind is int and not isinstance(value, int)) or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a{'n integer' if d.kind is int else ' number'}, got {value!r}")
+        low_ok = o.lo is None or (value > o.lo if o.open_lo else value >= o.lo)
+        if not low_ok or (o.hi is not None and value > o.hi):
+            lo = f"({o.lo:g}" if o.open_lo else f"[{o.lo:g}"
+            raise ConfigError(f"{name} must be in {lo}, {o.hi:g}], got {value!r}")
+
+
+# ---------------------------------------------------------------- presets
+
+DEFAULT_PRESET = "quick"
+# Each trainable model's public recipe under its own name, plus the classroom demo and the best model.
+PRESETS: dict[str, dict[str, Any]] = {n: {"arch": n, **get_spec(n).recipe} for n in trainable_models()}
+PRESETS["quick"] = PRESETS.pop("quickcnn")  # >= 91% on 2 CPU cores; see README for its time
+PRESETS["best"] = {**PRESETS["resnet"]}  # the best single model: 94.65% with flip TTA
+
+
+def base_recipe(preset: str | None = None, recipe: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(where it comes from, recipe dict) for a preset, or for architecture `recipe`'s own public recipe."""
+    if preset and recipe:
+        raise ConfigError("give an architecture or a preset, not both")
+    if recipe:
+        arch = recipe
+        try:
+            spec = get_spec(arch)
+        except KeyError as e:
+            raise ConfigError(str(e.args[0])) from None
+        if not spec.trainable:
+            raise ConfigError(f"{arch!r} is not trained; combine saved models with `python -m fmnist ensemble`")
+        return f"the {arch} recipe", {"arch": arch, **copy.deepcopy(spec.recipe)}
+    name = preset or DEFAULT_PRESET
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return f"preset {name!r}", copy.deepcopy(PRESETS[name])
+
+
+def explain_config(
+    preset: str | None = None, recipe: str | None = None, **overrides: Any
+) -> tuple[TrainConfig, dict[str, str]]:
+    """The TrainConfig of a preset (or an architecture's recipe) with `overrides`, and each option's origin.
+
+    Args:
+        preset: a PRESETS name; or
+        recipe: an architecture, for its own public recipe (default: the quick preset).
+        **overrides: TrainConfig fields, or Augment fields by their own names (flip, shift, ...);
+            None values are ignored.
+
+    Returns:
+        (config, origin) where origin maps every option name to 'command line', the recipe
+        ("preset 'quick'"), or 'default'.
+    """
+    source, d = base_recipe(preset, recipe)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    aug_names = {f.name for f in fields(Augment)}
+    aug = {k: given.pop(k) for k in list(given) if k in aug_names}
+    recipe_aug = d.get("augment", {})
+    if aug:
+        d["augment"] = {**recipe_aug, **aug}
+    d.update(given)
+    cfg = TrainConfig.from_dict(d)
+    origin = {}
+    for f in fields(TrainConfig):
+        origin[f.name] = "command line" if f.name in given else source if f.name in d else "default"
+    for name in aug_names:
+        origin[name] = "command line" if name in aug else source if name in recipe_aug else "default"
+    return cfg, origin
+
+
+def make_config(preset: str | None = None, recipe: str | None = None, **overrides: Any) -> TrainConfig:
+    """TrainConfig of a preset or an architecture's recipe, with overrides (see explain_config)."""
+    return explain_config(preset, recipe, **overrides)[0]
+
+
+def preset_config(name: str, **overrides: Any) -> TrainConfig:
+    """TrainConfig for preset `name` with `overrides` applied (None values are ignored)."""
+    return make_config(preset=name, **overrides)
