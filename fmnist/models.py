@@ -35,10 +35,11 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(
-    name: str, description: str, recipe: dict, reported: float | None = None, source: str = "", trainable: bool = True
-):
+def register(name: str, recipe: dict, reported: float | None = None, source: str = "", trainable: bool = True):
+    """Add the decorated builder to the zoo; its docstring's first line is the model's description."""
+
     def deco(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        description = (builder.__doc__ or name).strip().splitlines()[0].rstrip(".")
         _REGISTRY[name] = ModelSpec(name, builder, description, recipe, reported, source, trainable)
         return builder
 
@@ -101,43 +102,33 @@ def dense_stack(sizes: list[int], dropout: float) -> list[nn.Module]:
     return layers + [nn.Linear(sizes[-1], NUM_CLASSES)]
 
 
-# Recipes name TrainConfig fields (see fmnist.config). Keras defaults: Adam lr 1e-3.
+# Recipes name TrainConfig fields (see fmnist.config).
 KERAS_AUG = {"rotate": 10.0, "shift": 0.1, "zoom": 0.1, "flip": False}
+
+
+def keras_recipe(epochs: int, batch_size: int, val_fraction: float, **more: Any) -> dict[str, Any]:
+    """A public recipe that keeps Keras's optimiser defaults: Adam at lr 1e-3."""
+    return {"epochs": epochs, "batch_size": batch_size, "lr": 1e-3, "optimizer": "adam", "val_fraction": val_fraction, **more}  # fmt: skip
 
 
 # ---------------------------------------------------------------- the zoo
 
 
-@register(
-    "logreg",
-    "Logistic regression on raw pixels: the classical linear baseline",
-    {"epochs": 10, "batch_size": 256, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.1},
-    reported=84.2,
-    source="Zalando benchmark, sklearn LogisticRegression",
-)
+@register("logreg", keras_recipe(10, 256, 0.1), reported=84.2, source="Zalando benchmark, sklearn LogisticRegression")
 def logreg() -> nn.Module:
+    """Logistic regression on raw pixels: the classical linear baseline."""
     return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, NUM_CLASSES))
 
 
-@register(
-    "mlp",
-    "Flatten - Dense 128 (ReLU) - Dropout 0.2 - Dense 10 (TensorFlow tutorial MLP)",
-    {"epochs": 10, "batch_size": 32, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.1},
-    reported=88.0,
-    source="TensorFlow basic classification tutorial",
-)
+@register("mlp", keras_recipe(10, 32, 0.1), reported=88.0, source="TensorFlow basic classification tutorial")
 def mlp(hidden: int = 128, dropout: float = 0.2) -> nn.Module:
+    """Flatten - Dense 128 (ReLU) - Dropout 0.2 - Dense 10 (TensorFlow tutorial MLP)."""
     return nn.Sequential(nn.Flatten(), *dense_stack([28 * 28, hidden], dropout))
 
 
-@register(
-    "mlp2",
-    "MLP with two hidden layers, 256 and 128 (ReLU, Dropout 0.2)",
-    {"epochs": 15, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.1},
-    reported=88.0,
-    source="public two-hidden-layer MLP report",
-)
+@register("mlp2", keras_recipe(15, 64, 0.1), reported=88.0, source="public two-hidden-layer MLP report")
 def mlp2(h1: int = 256, h2: int = 128, dropout: float = 0.2) -> nn.Module:
+    """MLP with two hidden layers, 256 and 128 (ReLU, Dropout 0.2)."""
     return nn.Sequential(nn.Flatten(), *dense_stack([28 * 28, h1, h2], dropout))
 
 
@@ -163,32 +154,23 @@ class CNN2(nn.Module):
 
 @register(
     "cnn2",
-    "conv32-pool-conv64-pool-dense128-dense10, the classic two-conv CNN",
-    {"epochs": 10, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.1},
+    keras_recipe(10, 128, 0.1),
     reported=90.2,
     source="public Keras CNN report (Adam, batch 128, 10 epochs, 90/10 split)",
 )
 def cnn2(kernel_size: int = 3, c1: int = 32, c2: int = 64, hidden: int = 128) -> nn.Module:
+    """conv32-pool-conv64-pool-dense128-dense10, the classic two-conv CNN."""
     return CNN2(kernel_size, c1, c2, hidden)
 
 
 @register(
     "cnn3bn",
-    "Three conv blocks 64/128/256 with BatchNorm, max-pool, dropout 0.2/0.3/0.4; dense128+BN",
-    {
-        "epochs": 20,
-        "batch_size": 32,
-        "lr": 1e-3,
-        "optimizer": "adam",
-        "val_fraction": 0.2,
-        "augment": KERAS_AUG,
-        "patience": 5,
-        "restore_best": True,
-    },  # fmt: skip
+    keras_recipe(20, 32, 0.2, augment=KERAS_AUG, patience=5, restore_best=True),
     reported=99.4,
     source="public report claiming 99.4% (its supports are MNIST digits'; see docs/RESULTS.md)",
 )
 def cnn3bn(widths: tuple[int, int, int] = (64, 128, 256), hidden: int = 128) -> nn.Module:
+    """Three conv blocks 64/128/256 with BatchNorm, max-pool, dropout 0.2/0.3/0.4; dense128+BN."""
     layers: list[nn.Module] = []
     c_in = 1
     for w, p in zip(widths, (0.2, 0.3, 0.4)):
@@ -205,11 +187,12 @@ def cnn3bn(widths: tuple[int, int, int] = (64, 128, 256), hidden: int = 128) -> 
     )
 
 
-KERAS_RECIPE = {"epochs": 10, "batch_size": 512, "lr": 1e-3, "optimizer": "adam", "val_fraction": 0.2}
+KERAS_RECIPE = keras_recipe(10, 512, 0.2)
 
 
-@register("keras1", "Keras CNN 1: conv32-pool-dense128", KERAS_RECIPE, 89.0, "public Keras CNN report, model 1")
+@register("keras1", KERAS_RECIPE, reported=89.0, source="public Keras CNN report, model 1")
 def keras1(kernel_size: int = 3) -> nn.Module:
+    """Keras CNN 1: conv32-pool-dense128."""
     s = (28 - kernel_size + 1) // 2
     return nn.Sequential(
         nn.Conv2d(1, 32, kernel_size), nn.ReLU(inplace=True), nn.MaxPool2d(2),
@@ -217,14 +200,9 @@ def keras1(kernel_size: int = 3) -> nn.Module:
     )  # fmt: skip
 
 
-@register(
-    "keras2",
-    "Keras CNN 2: conv32-pool-conv64/2-pool-dense 128/256/128, dropout 0.25",
-    KERAS_RECIPE,
-    91.0,
-    "public Keras CNN report, model 2",
-)
+@register("keras2", KERAS_RECIPE, reported=91.0, source="public Keras CNN report, model 2")
 def keras2(kernel_size: int = 3) -> nn.Module:
+    """Keras CNN 2: conv32-pool-conv64/2-pool-dense 128/256/128, dropout 0.25."""
     k = kernel_size
     return nn.Sequential(
         nn.Conv2d(1, 32, k, padding=k // 2), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # 14
@@ -234,14 +212,9 @@ def keras2(kernel_size: int = 3) -> nn.Module:
     )  # fmt: skip
 
 
-@register(
-    "keras3",
-    "Keras CNN 3 (deeper): conv64, conv128/2, conv64/2, each + pool; dense 128/256/256/128",
-    KERAS_RECIPE,
-    82.0,
-    "public Keras CNN report, model 3",
-)
+@register("keras3", KERAS_RECIPE, reported=82.0, source="public Keras CNN report, model 3")
 def keras3(kernel_size: int = 3) -> nn.Module:
+    """Keras CNN 3 (deeper): conv64, conv128/2, conv64/2, each + pool; dense 128/256/256/128."""
     k, p = kernel_size, kernel_size // 2
     return nn.Sequential(
         nn.Conv2d(1, 64, k, padding=p), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # 14
@@ -253,7 +226,6 @@ def keras3(kernel_size: int = 3) -> nn.Module:
 
 @register(
     "quickcnn",
-    "Small BatchNorm CNN (32-64-128) built for the one-minute classroom demo",
     {
         "epochs": 4,
         "batch_size": 256,
@@ -263,10 +235,11 @@ def keras3(kernel_size: int = 3) -> nn.Module:
         "schedule": "onecycle",
         "label_smoothing": 0.1,
         "val_fraction": 0.1,
-    },  # fmt: skip
+    },
     source="this project",
 )
 def quickcnn(widths: tuple[int, int, int] = (32, 64, 128)) -> nn.Module:
+    """Small BatchNorm CNN (32-64-128) built for the quick classroom demo."""
     a, b, c = widths
     return nn.Sequential(
         conv_bn(1, a), nn.MaxPool2d(2),  # 14
@@ -308,7 +281,6 @@ class ResNet(nn.Module):
 
 @register(
     "resnet",
-    "ResNet-9-style net (32-64-128-256, residual blocks): the zoo's best single model",
     {
         "epochs": 24,
         "batch_size": 256,
@@ -320,10 +292,11 @@ class ResNet(nn.Module):
         "val_fraction": 0.1,
         "augment": {"flip": True, "shift": 0.1, "rotate": 0.0, "zoom": 0.0, "erase": 0.5},
         "tta_flip": True,
-    },  # fmt: skip
+    },
     source="this project (ResNet18 reaches 94.9% in Zalando's benchmark)",
 )
 def resnet(widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.0) -> nn.Module:
+    """ResNet-9-style net (32-64-128-256, residual blocks): the zoo's best single model."""
     return ResNet(tuple(widths), dropout)
 
 
@@ -357,11 +330,8 @@ class Ensemble(nn.Module):
 
 
 @register(
-    "ensemble",
-    "Soft or majority vote over saved models (default: cnn2 with kernel sizes 3, 5, 7)",
-    {},  # not trained: `python -m fmnist ensemble` combines saved checkpoints
-    source="public report combining CNNs of different kernel sizes by majority vote",
-    trainable=False,
+    "ensemble", {}, source="public report combining CNNs of different kernel sizes by majority vote", trainable=False
 )
 def ensemble(members: list[dict[str, Any]] | None = None, vote: str = "soft") -> nn.Module:
+    """Soft or majority vote over saved models (default: cnn2 with kernel sizes 3, 5, 7)."""
     return Ensemble(members, vote)

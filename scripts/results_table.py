@@ -13,11 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fmnist.checkpoints import list_checkpoints, read_card  # noqa: E402
+from fmnist.checkpoints import SHIPPED, list_checkpoints, read_card  # noqa: E402
 from fmnist.models import get_spec  # noqa: E402
-
-ORDER = ["logreg", "mlp", "mlp2", "cnn2", "keras1", "keras2", "keras3", "cnn3bn", "quick", "best", "cnn2-k5", "cnn2-k7",
-         "ensemble"]  # fmt: skip
 
 
 def evaluate(path: Path) -> dict:
@@ -31,7 +28,7 @@ def main() -> None:
         "| checkpoint | architecture | public claim | measured test accuracy | params | training time (2-core CPU) | reproduce |"
     )
     print("|---|---|---|---|---|---|---|")
-    for name in [n for n in ORDER if n in paths] + sorted(set(paths) - set(ORDER)):
+    for name in [n for n in SHIPPED if n in paths] + sorted(set(paths) - set(SHIPPED)):
         card, ev = read_card(paths[name]), evaluate(paths[name])
         spec = get_spec(card["arch"])
         claim = f"{spec.reported:.1f}%" if spec.reported and name == card["arch"] else "-"  # claims are per recipe

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.browser import draw_trousers, launch, wait_idle
+
 URL = sys.argv[1] if len(sys.argv) > 1 else "http://localhost:8501"
 OUT = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/screenshots")
 # page -> (url path, viewport height): Streamlit scrolls inside its own container, so the
@@ -20,44 +23,12 @@ PAGES = {
     "predict": ("predict", 2300, "Brush width"),
     "misclassified": ("misclassified", 2900, "errors"),
 }
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-
-
-def wait_idle(page, timeout: float = 90) -> None:
-    """Wait until Streamlit has finished running the script (no 'Running' status widget)."""
-    page.wait_for_selector("[data-testid=stApp]", timeout=timeout * 1000)
-    t0 = time.time()
-    time.sleep(1.5)
-    while time.time() - t0 < timeout:
-        if page.locator("[data-testid=stStatusWidget]").count() == 0:
-            break
-        time.sleep(0.5)
-    time.sleep(1.5)
-
-
-def draw_trousers(page) -> None:
-    """Two filled legs joined at the waist, drawn with the mouse on the Predict canvas."""
-    box = page.locator("[data-testid=stBidiComponentIsolated]").first.bounding_box()
-    x0, y0, w, h = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.15, box["width"], box["height"]
-    strokes = [
-        ((x0 + w * (dx + 0.03 * k), y0), (x0 + w * (dx + 0.03 * k), y0 + h * 0.7))
-        for dx in (0.0, 0.28)
-        for k in range(4)
-    ]
-    strokes.append(((x0, y0), (x0 + w * 0.4, y0)))
-    for (xa, ya), (xb, yb) in strokes:
-        page.mouse.move(xa, ya)
-        page.mouse.down()
-        page.mouse.move(xb, yb, steps=12)
-        page.mouse.up()
-        time.sleep(0.3)
 
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         for name, (path, height, marker) in PAGES.items():
             page.set_viewport_size({"width": 1400, "height": height})

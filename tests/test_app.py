@@ -256,3 +256,9 @@ def test_every_page_has_the_shared_sidebar(at, page):
     assert not at.exception
     assert at.sidebar.title[0].value == "Fashion-MNIST Studio"
     assert picker_options(at) and picker_options(at)[0].startswith("quick (")
+
+
+def test_no_legacy_pages_folder():
+    """A pages/ folder beside app.py switches Streamlit to its legacy multipage mode: deep links lose the sidebar."""
+    assert not (ROOT / "pages").exists()
+    assert {p.path for p in PAGES} == {f"views/{f.name}" for f in (ROOT / "views").glob("*.py")}

@@ -9,12 +9,11 @@ import time
 import urllib.request
 
 import pytest
+from playwright.sync_api import expect
 
 from conftest import ROOT
+from scripts.browser import CHROMIUM, draw_trousers, launch, wait_idle
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="chromium not installed (make test installs it)"
 )
@@ -57,7 +56,7 @@ def page(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch(p)
         pg = browser.new_page(viewport={"width": 1300, "height": 1000})
         pg.set_default_timeout(60_000)
         yield pg
@@ -67,50 +66,39 @@ def page(server):
 def test_draw_on_canvas_and_get_a_prediction(server, page, tmp_path):
     page.goto(f"{server}/predict")
     page.get_by_text("Draw something on the black canvas").wait_for()
-    canvas = page.locator("[data-testid=stBidiComponentIsolated]").first
-    canvas.wait_for()
-    box = canvas.bounding_box()
-    x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.15
-    # Trousers: two filled legs joined at the waist.
-    for dx in (0.0, 0.28):
-        for k in range(4):
-            page.mouse.move(x0 + box["width"] * (dx + 0.03 * k), y0)
-            page.mouse.down()
-            page.mouse.move(x0 + box["width"] * (dx + 0.03 * k), y0 + box["height"] * 0.7, steps=12)
-            page.mouse.up()
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move(x0 + box["width"] * 0.4, y0, steps=8)
-    page.mouse.up()
-    page.get_by_text("What the model sees").first.wait_for()
+    draw_trousers(page)
     page.get_by_text("5. Centred on 28x28").first.wait_for()
-    page.wait_for_timeout(3000)  # let the reruns of the last strokes finish
-    page.locator("[data-testid=stStatusWidget]").wait_for(state="detached", timeout=60_000)
+    wait_idle(page)  # the reruns of the last strokes have finished
     verdict = page.locator("h3").filter(has_text="%").first.inner_text()
-    page.screenshot(path="/tmp/predict-drawn.png", full_page=True)
+    page.screenshot(path=str(tmp_path / "predict-drawn.png"), full_page=True)
     assert "Trouser" in verdict, verdict
 
 
-def test_every_page_renders_without_error(server, page):
+def test_every_page_deep_links_with_the_shared_sidebar(server, page):
+    """A fresh deep link (e.g. /predict) gets the page and the app's own sidebar, not Streamlit's legacy view."""
     for path, marker in [("", "Ten classes"), ("train", "Start training"), ("evaluate", "Confusion matrix"),
-                         ("misclassified", "errors")]:  # fmt: skip
+                         ("predict", "Brush width"), ("misclassified", "errors")]:  # fmt: skip
         page.goto(f"{server}/{path}")
         page.get_by_text(marker).first.wait_for()
+        sidebar = page.locator("[data-testid=stSidebar]")
+        expect(sidebar.get_by_text("Fashion-MNIST Studio")).to_be_visible()
+        expect(sidebar.get_by_role("link", name="Misclassified")).to_be_visible()
         assert page.locator("[data-testid=stException]").count() == 0
 
 
 def test_click_confusion_cell_opens_its_mistakes(server, page):
     page.goto(f"{server}/evaluate")
-    page.get_by_text("Confusion matrix").first.wait_for()
     plot = page.locator("[data-testid=stPlotlyChart]").first
     plot.locator(".nsewdrag").first.wait_for()
+    wait_idle(page)  # the script has finished: the chart's selection handler is attached
     area = plot.locator(".nsewdrag").first.bounding_box()  # the 10x10 plotting area
     row, col = 6, 0  # true Shirt, predicted T-shirt: the classic confusion
     page.mouse.click(area["x"] + area["width"] * (col + 0.5) / 10, area["y"] + area["height"] * (row + 0.5) / 10)
-    page.get_by_text("Misclassified test images").wait_for()
-    page.get_by_text("errors", exact=False).first.wait_for()
-    page.locator("small").filter(has_text="pred T-shirt/top").first.wait_for()  # the tiles have rendered
-    page.wait_for_timeout(1000)
-    body = page.locator("[data-testid=stMain]").inner_text()
+    page.wait_for_url("**/misclassified", timeout=90_000)
+    main = page.locator("[data-testid=stMain]")
+    expect(main.get_by_text("Misclassified test images")).to_be_visible(timeout=90_000)
+    expect(main.locator("small").filter(has_text="pred T-shirt/top").first).to_be_visible(timeout=90_000)
+    wait_idle(page)
+    body = main.inner_text()
     assert "true Shirt" in body and "pred T-shirt/top" in body
     assert "true Coat" not in body  # only that cell's images
