@@ -1,5 +1,5 @@
 # The two commands of the README. Both set everything up first and are safe to repeat.
-.PHONY: demo test lint bench screenshots setup
+.PHONY: demo test lint bench screenshots setup mutants soak
 
 demo:  ## set up, then run the app at http://localhost:8501
 	bash scripts/setup.sh
@@ -21,3 +21,10 @@ bench:
 
 screenshots:  ## needs the app running on :8501
 	.venv/bin/python scripts/screenshots.py http://localhost:8501 docs/screenshots
+
+mutants:  ## mutation testing (docs/RELIABILITY.md), in a copy of HEAD; hours on 2 cores
+	rm -rf /tmp/fmnist-mutants && mkdir -p /tmp/fmnist-mutants && git archive HEAD | tar -x -C /tmp/fmnist-mutants
+	cd /tmp/fmnist-mutants && $(CURDIR)/.venv/bin/mutmut run --max-children 2; $(CURDIR)/.venv/bin/mutmut results
+
+soak:  ## 20 training runs through one job manager: memory and threads after each (docs/RELIABILITY.md)
+	.venv/bin/python scripts/soak_jobs.py 20

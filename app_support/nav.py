@@ -36,7 +36,7 @@ PAGES = (HOME, TRAIN, EVALUATE, PREDICT, MISCLASSIFIED)
 def run_app() -> None:
     """Route to the requested page, draw the shared frame, then run the page."""
     from app_support.state import model_picker
-    from app_support.training import publish_finished
+    from app_support.training import publish_finished, run_status
 
     current = st.navigation([p.page() for p in PAGES], position="hidden")  # our own links below
     st.set_page_config(
@@ -50,4 +50,6 @@ def run_app() -> None:
         publish_finished()  # a run that just ended joins the picker in this very rerun
         model_picker()
         st.caption("Shipped checkpoints, your saved models, and this session's runs.")
+        if current.url_path != TRAIN.url_path:  # the Train page shows the run itself
+            run_status()
     current.run()

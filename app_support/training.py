@@ -8,15 +8,16 @@ fmnist.config plus one line in WIDGETS and LAYOUT.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import streamlit as st
 
 from app_support import keys
-from app_support.runner import TrainingRun
-from app_support.state import ModelRef, checkpoint_dir, dataset, select_model, session_models
+from app_support.state import ModelRef, checkpoint_dir, select_model, session_models
 from fmnist.checkpoints import Checkpoint, build_card, checkpoint_path, save_trained, to_bytes
 from fmnist.config import PRESETS, ConfigError, Described, TrainConfig, option_fields, preset_config, trainable_models
+from fmnist.jobs import Job, JobManager, format_wait
 
 PRESET_LABELS = {
     "quick": "Quick demo (1-3 minutes on a CPU)",
@@ -109,23 +110,52 @@ def config_form(disabled: bool) -> TrainConfig | None:
         return None
 
 
-def current_run() -> TrainingRun | None:
-    return st.session_state.get(keys.RUN)
+@st.cache_resource(show_spinner=False)
+def job_manager() -> JobManager:
+    """The server's one job manager: runs train in worker processes, FMNIST_MAX_TRAININGS at once."""
+    return JobManager()
 
 
-def start_run(cfg: TrainConfig) -> TrainingRun:
-    """Start this session's run (one at a time: a live run is returned as it is)."""
+def owner() -> str:
+    """This browser session's token for the job manager; registers the session's goodbye once."""
+    if keys.OWNER not in st.session_state:
+        st.session_state[keys.OWNER] = uuid.uuid4().hex
+    token = st.session_state[keys.OWNER]
+    _presence(token)
+    return token
+
+
+def _owner_gone(token: str) -> None:
+    job_manager().orphan(token)  # cancelled after the grace period unless the session comes back
+
+
+@st.cache_resource(scope="session", on_release=_owner_gone, show_spinner=False)
+def _presence(token: str) -> str:
+    """A session-scoped entry: Streamlit releases it when the session ends (a closed tab)."""
+    return token
+
+
+def current_run() -> Job | None:
+    """This session's latest run (queued, running or ended); touching it tells the manager we are here."""
+    job = st.session_state.get(keys.RUN)
+    if job is not None:
+        job_manager().touch(owner())
+    return job
+
+
+def start_run(cfg: TrainConfig) -> Job:
+    """Queue this session's run (one at a time: a live one is returned as it is)."""
     live = current_run()
-    if live is not None and live.running:
+    if live is not None and live.snapshot().active:
         return live
     n = st.session_state.get(keys.RUN_COUNT, 0) + 1
     st.session_state[keys.RUN_COUNT] = n
-    run = TrainingRun(cfg, dataset(), label=f"{cfg.arch}-run{n}").start()
-    st.session_state[keys.RUN] = run
-    return run
+    job = job_manager().submit(cfg, owner=owner(), label=f"{cfg.arch}-run{n}")
+    st.session_state[keys.RUN] = job
+    return job
 
 
-def publish(run: TrainingRun) -> str:
+def publish(run: Job) -> str:
     """Put a finished run's model into this session's model list (once); return its label."""
     published = st.session_state.setdefault(keys.PUBLISHED_RUNS, set())
     if run.label not in published and run.result and run.result.model is not None:
@@ -134,14 +164,37 @@ def publish(run: TrainingRun) -> str:
     return run.label
 
 
+def run_status() -> None:
+    """The sidebar's line about this session's run, on every page; it keeps the run alive (heartbeat)."""
+    job = st.session_state.get(keys.RUN)
+    if job is None or not job.snapshot().active:
+        return
+
+    @st.fragment(run_every=3.0)
+    def line() -> None:
+        snap = current_run().snapshot()  # touches the run: this tab is still here
+        if snap.state == "queued":
+            st.caption(
+                f":material/hourglass_top: Your run: queued, position {snap.position} ({format_wait(snap.starts_in)})"
+            )
+        elif snap.active:
+            last = snap.batches[-1] if snap.batches else None
+            where = f"epoch {last.epoch}/{job.config.epochs}, {last.progress:.0%}" if last else "starting"
+            st.caption(f":material/model_training: Your run: {where}")
+        else:
+            st.rerun()  # it just ended: redraw the page, so the picker lists the new model
+
+    line()
+
+
 def publish_finished() -> None:
     """Called before the model picker is drawn, so a run that just ended is listed at once."""
     run = current_run()
-    if run is not None and not run.running:
+    if run is not None and run.result is not None:
         publish(run)
 
 
-def save_run(run: TrainingRun, name: str) -> str:
+def save_run(run: Job, name: str) -> str:
     """Evaluate on the test set, write atomically into the checkpoint folder, select it."""
     path = checkpoint_path(name, checkpoint_dir())  # raises ValueError on unusable names
     if path.exists():
@@ -153,5 +206,5 @@ def save_run(run: TrainingRun, name: str) -> str:
     return str(path)
 
 
-def download_bytes(run: TrainingRun) -> bytes:
+def download_bytes(run: Job) -> bytes:
     return to_bytes(run.result.model, {**build_card(run.result), "name": run.label})

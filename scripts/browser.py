@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium package (make test installs it)
 # Without the background-networking flags Chromium keeps dialling out on this closed network.
@@ -44,3 +54,70 @@ def draw_trousers(page) -> None:
         page.mouse.down()
         page.mouse.move(xb, yb, steps=12)
         page.mouse.up()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_app(env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`streamlit run app.py` on a free loopback port; yields (url, process) and stops it afterwards."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.time()
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                if time.time() - t0 > timeout or proc.poll() is not None:
+                    raise RuntimeError("streamlit did not start") from None
+                time.sleep(0.3)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def process_tree(pid: int) -> dict[int, int]:
+    """Every process below `pid`, as {pid: parent pid} (Linux /proc)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        for c in (c for c, pp in parent.items() if pp == p):
+            tree[c] = p
+            todo.append(c)
+    return tree
+
+
+def training_workers(server_pid: int) -> list[int]:
+    """The server's training worker processes: the children of its multiprocessing forkserver."""
+    tree = process_tree(server_pid)
+    forkservers = {p for p, pp in tree.items() if pp == server_pid and b"forkserver" in _cmdline(p)}
+    return [p for p, pp in tree.items() if pp in forkservers]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

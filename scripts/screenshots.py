@@ -36,8 +36,9 @@ def main() -> None:
             page.get_by_text(marker).first.wait_for(timeout=120_000)
             wait_idle(page)
             if name == "train":  # a short live run: the screenshot shows the curves growing
-                page.get_by_label("Training images (0 = all)").fill("12000")
-                page.get_by_label("Training images (0 = all)").press("Enter")
+                field = page.get_by_role("spinbutton", name="Training images (0 = all)")
+                field.fill("12000")
+                field.press("Enter")
                 wait_idle(page)
                 page.get_by_role("button", name="Start training").click()
                 time.sleep(45)

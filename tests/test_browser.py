@@ -2,53 +2,24 @@
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from playwright.sync_api import expect
 
 from conftest import ROOT
-from scripts.browser import CHROMIUM, draw_trousers, launch, wait_idle
+from scripts.browser import CHROMIUM, draw_trousers, launch, serve_app, wait_idle
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="chromium not installed (make test installs it)"
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     ck = tmp_path_factory.mktemp("ck")
     shutil.copy(ROOT / "checkpoints" / "quick.safetensors", ck)
-    port = free_port()
-    env = {**os.environ, "FMNIST_CHECKPOINT_DIR": str(ck)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start")
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with serve_app({"FMNIST_CHECKPOINT_DIR": str(ck)}) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")

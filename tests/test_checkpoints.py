@@ -150,3 +150,13 @@ def test_make_ensemble_card_and_metrics(tiny_model, ds):
     assert card["members"] == [{"name": "m1", "arch": "mlp", "test_accuracy": 0.7}] * 2
     assert card["metrics"]["test"]["accuracy"] == ev.accuracy == evaluate_test(tiny_model.model).accuracy
     assert card["data_checksum"] == ds.checksum and card["command"] == "python -m fmnist ensemble a b"
+
+
+def test_sanitize_name_edge_cases(tmp_path):
+    assert sanitize_name("C:\\models\\MyNet_v2") == "MyNet_v2"  # Windows separators, case kept
+    assert sanitize_name("-.-good.name-.-") == "good.name"  # leading/trailing '-' and '.' go
+    assert sanitize_name("a" * 63 + "!" + "b" * 10) == "a" * 63  # cut at 64, then the dangling '-' goes
+    assert sanitize_name("x" * 70) == "x" * 64
+    with pytest.raises(ValueError, match=r"^'\.\./' is not a usable checkpoint name"):
+        sanitize_name("../")
+    assert checkpoint_path("My Net", tmp_path) == tmp_path / "My-Net.safetensors"

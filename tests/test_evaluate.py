@@ -160,3 +160,13 @@ def test_ece_calibrated_and_overconfident():
     # Same predictions, overconfident: 2 of 5 right at 0.6, 5 of 10 right at 0.9.
     labels_over = np.array([0, 5, 0, 5, 5] + [1, 5] * 5)
     assert expected_calibration_error(probs, labels_over) == pytest.approx((5 * 0.2 + 10 * 0.4) / 15)
+
+
+def test_reliability_curve_keeps_empty_top_bins_and_the_lowest_bin():
+    uniform = np.full(10, 0.1)  # confidence 0.1 exactly: the first bin (0, 0.1]
+    probs = np.array([uniform, _probs(0.3, 0)])
+    c = reliability_curve(probs, np.array([0, 1]))
+    assert len(c["count"]) == len(c["confidence"]) == len(c["accuracy"]) == 10  # the empty top bins are kept
+    assert c["count"].tolist() == [1, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+    assert c["confidence"][:3] == pytest.approx([0.1, 0, 0.3]) and c["accuracy"][:3].tolist() == [1.0, 0.0, 0.0]
+    assert expected_calibration_error(probs, np.array([0, 1])) == pytest.approx((0.9 + 0.3) / 2)

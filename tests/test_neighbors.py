@@ -74,3 +74,29 @@ def test_nearest_on_real_images_finds_the_image_itself(ds):
     assert torch.equal(bank[idx[0]], bank[1234])
     assert sim == pytest.approx(_cosine(bank, bank[1234])[idx], abs=1e-5)
     assert len(set(idx.tolist())) == 5 and (np.diff(sim) <= 0).all()
+
+
+def test_bank_is_computed_once_per_tensor_and_not_reused_for_another():
+    from fmnist.neighbors import _bank
+
+    a = torch.rand(5, 28, 28)
+    b = a.clone()
+    first = _bank(a)
+    assert _bank(a) is first  # cached for the same tensor
+    other = _bank(b)
+    assert other is not first and torch.allclose(other, first)
+    assert _bank(b) is other
+
+
+def test_cosine_of_faint_images_and_queries_is_still_one():
+    """Unit norms below 1 (float images in [0, 1]) are divided out, not clamped."""
+    bank = torch.zeros(3, 28, 28)
+    bank[0, 0, :4] = 0.01  # a faint copy of the query's shape
+    bank[1, 5, 5] = 0.02
+    bank[2, 9, :2] = 0.5
+    query = torch.zeros(28, 28)
+    query[0, :4] = 0.003
+    idx, sim = nearest(bank, query, k=3)
+    assert idx[0] == 0 and sim[0] == pytest.approx(1.0, abs=1e-5)
+    assert sim[1:].tolist() == pytest.approx([0.0, 0.0], abs=1e-5)
+    assert nearest(bank, torch.zeros(28, 28), k=1)[1][0] == pytest.approx(0.0)  # an empty query: no division by 0

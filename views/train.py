@@ -8,47 +8,68 @@ from app_support.training import (
     config_form,
     current_run,
     download_bytes,
+    job_manager,
+    owner,
     publish,
     save_run,
     start_run,
 )
+from fmnist.jobs import format_wait
 
 st.title("Train a network")
 st.caption(
-    "Training runs in the background for your browser session only: switch pages and come back, "
-    "the curves will still be here. **Stop** ends the run within one batch and keeps the best weights."
+    "Your run trains in a worker process on the server, for your browser session only: switch pages and "
+    "come back, the curves will still be here. When the class trains at once, runs wait in a queue. "
+    "**Stop** ends the run within one batch and keeps the best weights."
 )
 if keys.TRAIN_FLASH in st.session_state:
     st.success(st.session_state.pop(keys.TRAIN_FLASH))
 run = current_run()
-running = run is not None and run.running
-cfg = config_form(disabled=running)
+active = run is not None and run.snapshot().active
+cfg = config_form(disabled=active)
 
 c1, c2, _ = st.columns([1, 1, 4])
 if c1.button(
-    "Start training", type="primary", icon=":material/play_arrow:", disabled=running or cfg is None, key="tr_start"
+    "Start training", type="primary", icon=":material/play_arrow:", disabled=active or cfg is None, key="tr_start"
 ):
     run = start_run(cfg)
-    running = True
-if c2.button("Stop", icon=":material/stop:", disabled=not running, key="tr_stop"):
+    active = True
+queued = active and run.snapshot().state == "queued"
+if c2.button("Leave the queue" if queued else "Stop", icon=":material/stop:", disabled=not active, key="tr_stop"):
     run.stop()
 
 
-@st.fragment(run_every=1.0 if running else None)
+@st.fragment(run_every=(3.0 if queued else 1.0) if active else None)  # a queue position changes slowly
 def live_view() -> None:
+    with st.container():
+        _live_view()
+
+
+def _live_view() -> None:
     if run is None:
         st.info("Choose a preset (the quick demo takes a minute or two) and press **Start training**.")
         return
     snap = run.snapshot()
+    if snap.active:
+        job_manager().touch(owner())  # a heartbeat: this tab is still here
     last = snap.batches[-1] if snap.batches else None
-    if last:
+    if snap.state == "queued":
+        st.progress(0.0, text=f"{run.label}: waiting in the queue")
+        busy = job_manager().status()
+        st.info(
+            f"**Position {snap.position} in the queue.** {busy['running']} run(s) are training now "
+            f"(at most {busy['max_running']} at once on this server). Your run starts in "
+            f"{format_wait(snap.starts_in)}.",
+            icon=":material/hourglass_top:",
+        )
+    elif last:
         st.progress(
             last.progress,
             text=f"{run.label}: epoch {last.epoch}/{run.config.epochs}, batch {last.batch}/{last.batches} | "
             f"{last.images_per_s:,.0f} images/s | elapsed {last.elapsed:.0f}s | ETA {last.eta:.0f}s",
         )
-    elif snap.running:
-        st.progress(0.0, text=f"{run.label}: starting ...")
+    elif snap.state == "running":
+        st.progress(0.0, text=f"{run.label}: starting the worker ...")
     if snap.epochs:
         e = snap.epochs[-1]
         m = st.columns(4)
@@ -56,17 +77,20 @@ def live_view() -> None:
         m[1].metric("Train accuracy", f"{e.train_acc:.2%}")
         m[2].metric("Validation accuracy", f"{e.val_acc:.2%}")
         m[3].metric("Validation loss", f"{e.val_loss:.4f}")
-    history = [vars(e) for e in snap.epochs]
-    st.plotly_chart(curves_fig(history, snap.batches, run.config.epochs), key="tr_curves")
-    if snap.running != running:  # the run just ended: redraw the whole page (save form)
+    if snap.state != "queued":
+        history = [vars(e) for e in snap.epochs]
+        st.plotly_chart(curves_fig(history, snap.batches, run.config.epochs), key="tr_curves")
+    if snap.active != active:  # the run just ended: redraw the whole page (buttons, model picker)
         st.rerun()
+    if not snap.active:
+        outcome(snap)
 
 
-live_view()
-
-if run is not None and not run.running:
-    snap = run.snapshot()
-    if snap.error:
+def outcome(snap) -> None:
+    """How the run ended; for a finished run, the save and download controls."""
+    if snap.state == "cancelled":
+        st.info(snap.error or "The run left the queue before it started.", icon=":material/cancel:")
+    elif snap.error:
         st.error(f"Training failed: {snap.error}")
     elif snap.done and snap.done.status == "diverged":
         st.error(f"**Training diverged.** {snap.done.message}", icon=":material/warning:")
@@ -91,5 +115,9 @@ if run is not None and not run.running:
             mime="application/octet-stream", key="tr_download", icon=":material/download:",
         )  # fmt: skip
         st.caption(
-            f"Validation accuracy {res.val_acc:.2%} (best epoch {res.best_epoch}), training time {res.train_time_s:.0f}s."
+            f"Validation accuracy {res.val_acc:.2%} (best epoch {res.best_epoch}), training time {res.train_time_s:.0f}s "
+            f"({res.device}, {res.precision})."
         )
+
+
+live_view()

@@ -1,0 +1,108 @@
+"""augment_batch: each transform stays inside its configured range, drawn per sample."""
+
+import math
+
+import torch
+
+from fmnist.augment import augment_batch, random_erase
+from fmnist.config import Augment
+
+N = 400
+
+
+def _dot(row: int, col: int, n: int = N) -> torch.Tensor:
+    x = torch.zeros(n, 1, 28, 28)
+    x[:, :, row, col] = 1.0
+    return x
+
+
+def _centroid(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, col) centre of mass of each image, in pixels."""
+    w = x[:, 0]
+    ys = torch.arange(28.0).view(1, 28, 1)
+    xs = torch.arange(28.0).view(1, 1, 28)
+    m = w.sum((1, 2))
+    return (w * ys).sum((1, 2)) / m, (w * xs).sum((1, 2)) / m
+
+
+def _gen() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def test_active_follows_every_field():
+    assert not Augment().active
+    for kw in ({"flip": True}, {"shift": 0.1}, {"rotate": 5.0}, {"zoom": 0.1}, {"erase": 0.2}):
+        assert Augment(**kw).active, kw
+
+
+def test_erase_only_never_resamples_or_flips():
+    x = torch.rand(N, 1, 28, 28) * 0.5 + 0.5
+    y = augment_batch(x, Augment(erase=1.0), _gen())
+    kept = y != 0
+    assert torch.equal(y[kept], x[kept])  # untouched pixels are exactly the originals
+    assert (~kept).flatten(1).any(1).all()  # p = 1: every image loses a square
+
+
+def test_shift_stays_within_the_fraction_of_the_side():
+    x = _dot(14, 14)
+    r, c = _centroid(augment_batch(x, Augment(shift=0.25), _gen()))
+    dr, dc = r - 14, c - 14
+    bound = 0.25 * 28
+    assert dr.abs().max() <= bound + 0.5 and dc.abs().max() <= bound + 0.5
+    assert dr.max() > 0.8 * bound and dr.min() < -0.8 * bound and dc.max() > 0.8 * bound and dc.min() < -0.8 * bound
+    assert not torch.allclose(dr, dc, atol=0.5)  # rows and columns drawn independently
+
+
+def test_rotation_keeps_the_radius_and_spans_the_angle():
+    x = torch.zeros(N, 1, 28, 28)
+    x[:, :, 13:15, 21:23] = 1.0  # centred 8 px right of the image centre (13.5, 13.5)
+    y = augment_batch(x, Augment(rotate=90), _gen())
+    r, c = _centroid(y)
+    dr, dc = r - 13.5, c - 13.5
+    radius = (dr**2 + dc**2).sqrt()
+    assert torch.allclose(radius, radius.mean().expand_as(radius), atol=0.6)  # no shear, no scaling
+    angle = torch.rad2deg(torch.atan2(dr, dc))
+    assert angle.abs().max() <= 95 and angle.max() > 75 and angle.min() < -75
+
+
+def test_zoom_scales_distances_from_the_centre():
+    x = _dot(13, 23)  # ~9.5 px right of the centre
+    r, c = _centroid(augment_batch(x, Augment(zoom=0.3), _gen()))
+    ratio = ((r - 13.5) ** 2 + (c - 13.5) ** 2).sqrt() / math.hypot(0.5, 9.5)
+    assert ratio.min() > 0.65 and ratio.max() < 1.35
+    assert ratio.min() < 0.8 and ratio.max() > 1.2
+    assert (c - 13.5).min() > 0  # no flip without flip=True
+
+
+def test_flip_with_resampling_mirrors_about_half():
+    x = _dot(10, 3)
+    y = augment_batch(x, Augment(flip=True, rotate=1e-6), _gen())
+    _, c = _centroid(y)
+    mirrored = c > 13.5
+    assert torch.allclose(c[mirrored], torch.tensor(24.0), atol=0.05)
+    assert torch.allclose(c[~mirrored], torch.tensor(3.0), atol=0.05)
+    assert 0.4 < mirrored.float().mean() < 0.6
+
+
+def test_same_generator_same_batch():
+    x = torch.rand(8, 1, 28, 28)
+    aug = Augment(flip=True, shift=0.1, rotate=10, zoom=0.1, erase=0.5)
+    assert torch.equal(augment_batch(x, aug, _gen()), augment_batch(x, aug, _gen()))
+
+
+def test_random_erase_squares_are_4_to_12_px_and_clipped():
+    x = torch.ones(3000, 1, 28, 28)
+    y = random_erase(x, 1.0, _gen())
+    holes = y[:, 0] == 0
+    rows, cols = holes.any(2).sum(1), holes.any(1).sum(1)
+    inner = (
+        (holes[:, 0, :].sum(1) == 0)
+        & (holes[:, -1, :].sum(1) == 0)
+        & (holes[:, :, 0].sum(1) == 0)
+        & (holes[:, :, -1].sum(1) == 0)
+    )
+    assert torch.equal(rows[inner], cols[inner])  # a square when not clipped
+    assert set(rows[inner].tolist()) == set(range(4, 13))
+    assert rows.min() >= 1 and (rows < 4).any()  # clipped at the border
+    assert holes[:, 0, :].any() and holes[:, -1, :].any() and holes[:, :, 0].any() and holes[:, :, -1].any()
+    assert torch.equal(random_erase(x, 0.0, _gen()), x)

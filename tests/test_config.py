@@ -1,0 +1,144 @@
+"""TrainConfig checks, option descriptions and recipe/preset resolution, value by value."""
+
+import math
+
+import pytest
+
+from fmnist.config import (
+    DEFAULT_PRESET,
+    PRESETS,
+    Augment,
+    ConfigError,
+    Described,
+    TrainConfig,
+    base_recipe,
+    check,
+    explain_config,
+    make_config,
+    option_fields,
+    trainable_models,
+)
+from fmnist.models import get_spec
+
+
+def _d(name: str) -> Described:
+    return next(d for d in option_fields() if d.name == name)
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("epochs", 2.5, "epochs must be an integer, got 2.5"),
+        ("epochs", True, "epochs must be an integer, got True"),
+        ("epochs", None, "epochs must be an integer, got None"),
+        ("epochs", 0, r"epochs must be in \[1, 1000\], got 0"),
+        ("epochs", 1001, r"epochs must be in \[1, 1000\], got 1001"),
+        ("lr", "x", "lr must be a number, got 'x'"),
+        ("lr", math.nan, "lr must be a number, got nan"),
+        ("lr", math.inf, "lr must be a number, got inf"),
+        ("lr", 0.0, r"lr must be in \(0, 100\], got 0.0"),
+        ("lr", 100.5, r"lr must be in \(0, 100\], got 100.5"),
+        ("optimizer", "rmsprop", "optimizer must be one of adam, adamw, sgd; got 'rmsprop'"),
+        ("restore_best", 1, "restore_best must be true or false, got 1"),
+        ("tta_flip", "yes", "tta_flip must be true or false, got 'yes'"),
+        ("patience", 0, r"patience must be in \[1, 1000\], got 0"),
+        ("patience", 2.0, "patience must be an integer, got 2.0"),
+        ("subset", 9, r"subset must be in \[10, 60000\], got 9"),
+    ],
+)
+def test_check_messages_name_the_option_and_the_rule(name, value, message):
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        check(_d(name), value)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("epochs", 1), ("epochs", 1000), ("lr", 1e-9), ("lr", 100), ("lr", 1), ("patience", None), ("subset", None),
+     ("batch_size", 2), ("weight_decay", 0.0), ("shift", 0.5), ("restore_best", False), ("optimizer", "sgd")],
+)  # fmt: skip
+def test_check_accepts_the_edges_of_each_range(name, value):
+    check(_d(name), value)
+
+
+def test_none_is_only_off_for_optional_options():
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig(epochs=None)
+    assert TrainConfig(patience=None, subset=None).patience is None
+
+
+def test_described_kind_and_names():
+    assert _d("patience").kind is int and _d("subset").kind is int  # from Opt.kind (default None)
+    assert _d("lr").kind is float and _d("epochs").kind is int and _d("tta_flip").kind is bool
+    assert _d("optimizer").kind is str and _d("rotate").kind is float
+    names = [d.name for d in option_fields()]
+    assert "arch" not in names and "model_kwargs" not in names and "augment" not in names  # cli=False
+    assert names[:2] == ["epochs", "batch_size"] and names[-5:] == ["flip", "shift", "rotate", "zoom", "erase"]
+    assert _d("rotate").opt.label == "Rotation (degrees)" and _d("rotate").opt.hi == 180
+
+
+def test_augment_options_are_checked_with_a_dotted_name():
+    with pytest.raises(ConfigError, match=r"^augment.zoom must be in \[0, 0.5\], got 0.6$"):
+        TrainConfig(augment={"zoom": 0.6})
+    with pytest.raises(ConfigError, match="^unknown augment option\\(s\\): bogus, wobble$"):
+        TrainConfig(augment={"wobble": 1, "bogus": 2})
+    cfg = TrainConfig(augment={"flip": True})
+    assert isinstance(cfg.augment, Augment) and cfg.augment.flip and cfg.augment.shift == 0.0
+
+
+def test_arch_and_kwargs_messages():
+    with pytest.raises(ConfigError, match="^arch: unknown model 'vgg'; valid: "):
+        TrainConfig(arch="vgg")
+    with pytest.raises(ConfigError, match="^arch: 'ensemble' is not trained"):
+        TrainConfig(arch="ensemble")
+    with pytest.raises(ConfigError, match="^model_kwargs must be a dict"):
+        TrainConfig(model_kwargs=[5])
+    with pytest.raises(ConfigError, match=r"^unknown training option\(s\): a, b$"):
+        TrainConfig.from_dict({"b": 1, "a": 2, "epochs": 3})
+
+
+def test_to_dict_from_dict_roundtrip():
+    cfg = TrainConfig(arch="mlp", epochs=3, augment={"rotate": 5.0})
+    d = cfg.to_dict()
+    assert d["augment"] == {"flip": False, "shift": 0.0, "rotate": 5.0, "zoom": 0.0, "erase": 0.0}
+    assert TrainConfig.from_dict(d) == cfg
+
+
+def test_trainable_models_are_the_trainable_specs():
+    names = trainable_models()
+    assert "ensemble" not in names and "mlp" in names and "resnet" in names
+    assert all(get_spec(n).trainable for n in names)
+
+
+def test_presets_quick_and_best():
+    assert DEFAULT_PRESET == "quick" and "quickcnn" not in PRESETS
+    assert PRESETS["quick"]["arch"] == "quickcnn" and PRESETS["best"]["arch"] == "resnet"
+    assert PRESETS["best"] == PRESETS["resnet"] and PRESETS["best"] is not PRESETS["resnet"]
+    assert make_config().arch == "quickcnn"  # no preset and no recipe: the default preset
+
+
+def test_base_recipe_copies_and_names_its_source():
+    src, d = base_recipe("cnn3bn")
+    assert src == "preset 'cnn3bn'"
+    d["augment"]["rotate"] = 99
+    assert PRESETS["cnn3bn"]["augment"]["rotate"] == 10  # a deep copy: the preset is untouched
+    src, d = base_recipe(recipe="cnn3bn")
+    assert src == "the cnn3bn recipe" and d["arch"] == "cnn3bn"
+    d["augment"]["rotate"] = 99
+    assert get_spec("cnn3bn").recipe["augment"]["rotate"] == 10
+    with pytest.raises(ConfigError, match="vgg"):
+        base_recipe(recipe="vgg")
+    with pytest.raises(ConfigError, match="^'ensemble' is not trained"):
+        base_recipe(recipe="ensemble")
+    with pytest.raises(ConfigError, match="^unknown preset 'nope'; valid presets: .*quick"):
+        base_recipe("nope")
+
+
+def test_explain_config_merges_augment_over_the_recipe():
+    cfg, origin = explain_config("cnn3bn", zoom=0.2, epochs=None)
+    assert cfg.augment.zoom == 0.2 and cfg.augment.rotate == 10  # the recipe's rotation is kept
+    assert origin["zoom"] == "command line" and origin["rotate"] == "preset 'cnn3bn'" and origin["erase"] == "default"
+    assert origin["epochs"] == "preset 'cnn3bn'" and origin["arch"] == "preset 'cnn3bn'"
+    cfg, origin = explain_config("logreg", flip=True)
+    assert cfg.augment.flip and origin["flip"] == "command line" and origin["augment"] == "preset 'logreg'"
+    _, origin = explain_config("logreg")
+    assert origin["augment"] == "default"

@@ -1,0 +1,142 @@
+"""The job manager: worker processes, a server-wide limit, a FIFO queue, stop, orphans."""
+
+import os
+import threading
+import time
+
+import pytest
+import torch
+
+from fmnist.config import TrainConfig
+from fmnist.jobs import JobManager, default_max_running, format_wait, threads_per_run
+from fmnist.runtime import predict_logits
+from fmnist.train import split_indices
+
+TINY = dict(arch="logreg", epochs=1, subset=300, precision="fp32", log_every=1)
+LONG = dict(arch="mlp", epochs=200, subset=2000, precision="fp32", log_every=1)
+
+
+@pytest.fixture
+def manager():
+    m = JobManager(max_running=1, threads=1, orphan_grace_s=0.5, heartbeat_s=None)
+    yield m
+    m.shutdown()
+    assert m.status()["workers_alive"] == 0
+
+
+def _wait_for(cond, timeout=60.0):
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.02)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat") as f:  # a zombie awaiting its parent counts as gone
+        return f.read().split()[2] == "Z"
+
+
+def test_run_in_a_worker_returns_a_working_model(manager, ds):
+    cfg = TrainConfig(**TINY)
+    job = manager.submit(cfg, owner="a", label="tiny")
+    assert job.wait(60) and job.state == "finished"
+    snap = job.snapshot()
+    assert snap.batches and [e.epoch for e in snap.epochs] == [1] and snap.done.status == "finished"
+    # the weights came back from the worker: the model scores what the worker measured
+    _, val_idx = split_indices(cfg, ds.train_labels)
+    logits = predict_logits(job.result.model, ds.train_images[val_idx])
+    acc = (logits.argmax(1) == ds.train_labels[val_idx]).float().mean().item()
+    assert acc == pytest.approx(job.result.val_acc) and acc > 0.2  # chance is 0.1
+
+
+def test_limit_and_fifo_queue(manager):
+    a = manager.submit(TrainConfig(**LONG), owner="a")
+    b = manager.submit(TrainConfig(**TINY), owner="b")
+    c = manager.submit(TrainConfig(**TINY), owner="c")
+    _wait_for(lambda: a.snapshot().batches)
+    assert a.state == "running" and (b.state, c.state) == ("queued", "queued")
+    assert (b.snapshot().position, c.snapshot().position) == (1, 2)
+    assert 0 < b.snapshot().starts_in <= c.snapshot().starts_in
+    assert manager.status() | {"workers_alive": 1} == manager.status() and manager.status()["running"] == 1
+    b.stop()  # leave the queue
+    assert b.state == "cancelled" and c.snapshot().position == 1
+    a.stop()
+    assert a.wait(30) and a.done.status == "stopped" and a.result.model is not None
+    assert c.wait(60) and c.state == "finished" and c.started >= a.ended
+
+
+def test_stop_ends_the_worker_within_a_batch_and_frees_it(manager):
+    job = manager.submit(TrainConfig(**LONG), owner="a")
+    _wait_for(lambda: job.snapshot().batches)
+    pid = job._proc.pid
+    t0 = time.monotonic()
+    job.stop()
+    assert job.wait(30) and job.done.status == "stopped" and time.monotonic() - t0 < 5
+    assert len(job.snapshot().batches) < 200 * 16 and "Stopped by request" in job.done.message
+    _wait_for(lambda: _gone(pid), 10)  # the worker process and its memory are gone
+
+
+def test_one_active_job_per_owner(manager):
+    a1 = manager.submit(TrainConfig(**LONG), owner="a")
+    assert manager.submit(TrainConfig(**TINY), owner="a") is a1
+    assert manager.active_job("a") is a1
+    a1.stop()
+    assert a1.wait(30) and manager.active_job("a") is None
+    a2 = manager.submit(TrainConfig(**TINY), owner="a")
+    assert a2 is not a1 and a2.wait(60)
+
+
+def test_orphaned_jobs_are_cancelled_after_the_grace_period(manager):
+    running = manager.submit(TrainConfig(**LONG), owner="gone")
+    queued = manager.submit(TrainConfig(**TINY), owner="also-gone")
+    kept = manager.submit(TrainConfig(**TINY), owner="back")
+    _wait_for(lambda: running.snapshot().batches)
+    manager.orphan("gone")
+    manager.orphan("also-gone")
+    manager.orphan("back")
+    manager.touch("back")  # the tab reconnected within the grace period
+    assert running.wait(30) and queued.wait(5)
+    assert queued.state == "cancelled" and "tab was closed" in queued.error
+    assert running.done.status == "stopped" and "tab was closed" in running.error
+    assert kept.wait(60) and kept.state == "finished"
+
+
+def test_silent_owner_is_cancelled_by_the_heartbeat():
+    m = JobManager(max_running=1, threads=1, orphan_grace_s=0.0, heartbeat_s=0.5)
+    try:
+        job = m.submit(TrainConfig(**LONG), owner="a")
+        assert job.wait(30), job
+        assert job.state in ("cancelled", "finished") and "tab was closed" in job.error, job
+        assert job.done is None or job.done.status == "stopped"
+    finally:
+        m.shutdown()
+
+
+def test_worker_error_is_reported_not_raised(manager):
+    job = manager.submit(TrainConfig(**{**TINY, "device": "cuda" if not torch.cuda.is_available() else "mps"}))
+    assert job.wait(60) and job.state == "failed"
+    assert job.error.startswith("ConfigError: device") and "requested but" in job.error
+
+
+def test_threads_and_workers_do_not_grow_run_after_run(manager):
+    manager.submit(TrainConfig(**TINY)).wait(60)  # the pump thread and the forkserver exist now
+    threads = threading.active_count()
+    for _ in range(6):
+        assert manager.submit(TrainConfig(**TINY)).wait(60)
+    assert threading.active_count() <= threads and manager.status()["workers_alive"] == 0
+
+
+def test_defaults_follow_the_cores(monkeypatch):
+    monkeypatch.delenv("FMNIST_MAX_TRAININGS", raising=False)
+    assert default_max_running(2) == 1 and default_max_running(8) == 2 and default_max_running(16) == 4
+    monkeypatch.setenv("FMNIST_MAX_TRAININGS", "3")
+    assert default_max_running(2) == 3
+    monkeypatch.setenv("FMNIST_MAX_TRAININGS", "lots")
+    with pytest.raises(ValueError, match="FMNIST_MAX_TRAININGS"):
+        default_max_running()
+    assert threads_per_run(1, 2) == 2 and threads_per_run(2, 8) == 4 and threads_per_run(3, 2) == 1
+    assert format_wait(12) == "about 10 s" and format_wait(200) == "about 4 min"

@@ -1,0 +1,115 @@
+"""A class on one server: 8 real browser tabs press Start at once while a teacher tab works.
+
+Bounded and on loopback: the runs are small (1 epoch, 600 images), so the queue drains in about
+a minute. Set FMNIST_LOAD_REPORT=path to write the measured figures as JSON (docs/RELIABILITY.md).
+"""
+
+import json
+import os
+import shutil
+import statistics
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from conftest import ROOT
+from scripts.browser import CHROMIUM, launch, serve_app, training_workers, wait_idle
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="chromium not installed (make test installs it)"
+)
+STUDENTS = 8
+# What a student sees once the server has taken the run: a queue position, or the run's progress.
+TAKEN = "Position|: starting the worker|: epoch|Finished"
+
+
+def _open_teacher_page(page, url: str, path: str) -> float:
+    """Seconds until the page's main content is drawn and the script has finished."""
+    t0 = time.perf_counter()
+    page.goto(f"{url}/{path}")
+    if path == "evaluate":
+        page.locator("[data-testid=stPlotlyChart] .nsewdrag").first.wait_for(timeout=120_000)
+    else:
+        page.get_by_text("Brush width").wait_for(timeout=120_000)
+        page.locator("[data-testid=stBidiComponentIsolated]").first.wait_for(timeout=120_000)
+    wait_idle(page, timeout=120)
+    return time.perf_counter() - t0 - 1.0  # wait_idle's settling second is not page time
+
+
+def _teacher_times(page, url: str) -> dict[str, float]:
+    return {path: _open_teacher_page(page, url, path) for path in ("evaluate", "predict")}
+
+
+def test_a_class_of_eight_and_a_teacher(tmp_path):
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    shutil.copy(ROOT / "checkpoints" / "quick.safetensors", ck)
+    env = {"FMNIST_CHECKPOINT_DIR": str(ck), "FMNIST_MAX_TRAININGS": "1"}
+    from playwright.sync_api import sync_playwright
+
+    with serve_app(env) as (url, server), sync_playwright() as p:
+        browser = launch(p)
+        teacher = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
+        _teacher_times(teacher, url)  # warm the caches (dataset, model, evaluation)
+        idle = [_teacher_times(teacher, url) for _ in range(2)]
+
+        tabs = []
+        for _ in range(STUDENTS):  # each tab is its own browser session, as on 8 laptops
+            tab = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
+            tab.goto(f"{url}/train")
+            tab.get_by_role("button", name="Start training").wait_for(timeout=120_000)
+            for label, value in (("Epochs", "1"), ("Training images (0 = all)", "600")):
+                field = tab.get_by_role("spinbutton", name=label)
+                field.fill(value)
+                field.press("Enter")
+                wait_idle(tab)
+            tabs.append(tab)
+
+        clicked, taken = [], []
+        for tab in tabs:  # all press Start within a few seconds
+            tab.get_by_role("button", name="Start training").click()
+            clicked.append(time.perf_counter())
+        for tab, t_click in zip(tabs, clicked):
+            expect(tab.get_by_text(re_taken()).first).to_be_visible(timeout=60_000)
+            taken.append(time.perf_counter() - t_click)
+
+        loaded = _teacher_times(teacher, url)  # while the queue is full
+
+        waits = []
+        for i, (tab, t_click) in enumerate(zip(tabs, clicked)):  # every run starts and finishes, in order
+            try:
+                expect(tab.locator("[data-testid=stAlert]").filter(has_text="Finished 1 epochs")).to_be_visible(
+                    timeout=60_000
+                )
+            except AssertionError:
+                (tmp_path / f"student{i}.txt").write_text(tab.locator("[data-testid=stApp]").inner_text())
+                raise
+            waits.append(time.perf_counter() - t_click)
+        errors = sum(t.locator("[data-testid=stException]").count() for t in [*tabs, teacher])
+        time.sleep(1.0)  # the last worker is reaped within the pump's next tick
+        workers = training_workers(server.pid)
+        browser.close()
+
+    figures = {
+        "students": STUDENTS, "cores": os.cpu_count(), "max_trainings": 1,
+        "taken_s": {"max": max(taken), "p50": statistics.median(taken)},
+        "idle_s": {k: statistics.median(t[k] for t in idle) for k in ("evaluate", "predict")},
+        "loaded_s": loaded, "finished_after_s": {"p50": statistics.median(waits), "max": max(waits)},
+        "errors": errors, "workers_left": len(workers),
+    }  # fmt: skip
+    if os.environ.get("FMNIST_LOAD_REPORT"):
+        with open(os.environ["FMNIST_LOAD_REPORT"], "w") as f:
+            json.dump(figures, f, indent=1)
+    print(json.dumps(figures), [round(t, 1) for t in taken], [round(t, 1) for t in waits])
+    assert errors == 0
+    assert max(taken) <= 10  # every tab saw its queue position or its progress within 10 s
+    for k in ("evaluate", "predict"):  # the teacher's pages stay usable: at most 3x their idle time
+        assert loaded[k] <= 3 * max(figures["idle_s"][k], 1.0), figures
+    assert workers == [], figures  # no worker process outlives its run
+
+
+def re_taken():
+    import re
+
+    return re.compile(TAKEN)
