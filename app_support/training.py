@@ -20,9 +20,10 @@ from fmnist.config import PRESETS, ConfigError, Described, TrainConfig, option_f
 from fmnist.jobs import Job, JobManager, format_wait
 
 PRESET_LABELS = {
+    "student": "Student run (5,000 images: seconds, for a whole class)",
     "quick": "Quick demo (1-3 minutes on a CPU)",
     "best": "Best: ResNet (half an hour or more on a CPU)",
-    **{k: f"Public recipe: {k}" for k in PRESETS if k not in ("quick", "best")},
+    **{k: f"Public recipe: {k}" for k in PRESETS if k not in ("quick", "best", "student")},
 }
 # How each option is offered on this page (the option's own range is checked by TrainConfig):
 # "options" makes a select slider, "slider" a slider, otherwise a number input; lo/hi narrow the range.

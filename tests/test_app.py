@@ -63,8 +63,8 @@ def test_pages_without_models_point_to_train(tmp_path, monkeypatch):
 def test_train_save_then_evaluate(at, ckpt_dir):
     goto(at, TRAIN)
     assert not at.exception
-    at.number_input(key="tr_quick_epochs").set_value(1)
-    at.number_input(key="tr_quick_subset").set_value(600)
+    at.number_input(key="tr_student_epochs").set_value(1)
+    at.number_input(key="tr_student_subset").set_value(600)
     at.button(key="tr_start").click().run()
     run = at.session_state[keys.RUN]
     assert run.config.subset == 600 and run.config.epochs == 1
@@ -89,9 +89,9 @@ def test_train_save_then_evaluate(at, ckpt_dir):
 
 def test_train_diverged_offers_no_model(at):
     goto(at, TRAIN)
-    at.number_input(key="tr_quick_lr").set_value(10.0)
-    at.number_input(key="tr_quick_epochs").set_value(1)
-    at.number_input(key="tr_quick_subset").set_value(600)
+    at.number_input(key="tr_student_lr").set_value(10.0)
+    at.number_input(key="tr_student_epochs").set_value(1)
+    at.number_input(key="tr_student_subset").set_value(600)
     at.button(key="tr_start").click().run()
     at.session_state[keys.RUN].wait(TIMEOUT)
     at.run()
@@ -101,7 +101,7 @@ def test_train_diverged_offers_no_model(at):
 
 def test_stop_button(at):
     goto(at, TRAIN)
-    at.number_input(key="tr_quick_epochs").set_value(20)
+    at.number_input(key="tr_student_epochs").set_value(20)
     at.button(key="tr_start").click().run()
     at.button(key="tr_stop").click().run()
     run = at.session_state[keys.RUN]
@@ -221,8 +221,8 @@ def test_misclassified_filters(at, ckpt_dir):
 def test_two_sessions_never_share_a_run(ckpt_dir):
     alice, bob = app(), app()
     goto(alice, TRAIN)
-    alice.number_input(key="tr_quick_epochs").set_value(1)
-    alice.number_input(key="tr_quick_subset").set_value(600)
+    alice.number_input(key="tr_student_epochs").set_value(1)
+    alice.number_input(key="tr_student_subset").set_value(600)
     alice.button(key="tr_start").click().run()
     goto(bob, TRAIN)
     assert keys.RUN not in bob.session_state  # Bob's session has no run ...
@@ -239,9 +239,9 @@ def test_two_sessions_that_both_train_keep_their_own_models(ckpt_dir):
     alice, bob = app(), app()
     for at, arch in ((alice, "mlp"), (bob, "logreg")):
         goto(at, TRAIN)
-        at.selectbox(key="tr_quick_arch").set_value(arch)
-        at.number_input(key="tr_quick_epochs").set_value(1)
-        at.number_input(key="tr_quick_subset").set_value(600)
+        at.selectbox(key="tr_student_arch").set_value(arch)
+        at.number_input(key="tr_student_epochs").set_value(1)
+        at.number_input(key="tr_student_subset").set_value(600)
         at.button(key="tr_start").click().run()
         assert at.session_state[keys.RUN].wait(TIMEOUT)
     alice.run()
