@@ -7,6 +7,7 @@ fmnist.config plus one line in WIDGETS and LAYOUT.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
@@ -113,8 +114,12 @@ def config_form(disabled: bool) -> TrainConfig | None:
 
 @st.cache_resource(show_spinner=False)
 def job_manager() -> JobManager:
-    """The server's one job manager: runs train in worker processes, FMNIST_MAX_TRAININGS at once."""
-    return JobManager()
+    """The server's one job manager: runs train in worker processes, FMNIST_MAX_TRAININGS at once.
+
+    A closed tab's run is cancelled after FMNIST_ORPHAN_GRACE_S seconds (default 60): a dropped
+    connection that comes back within that time keeps its run.
+    """
+    return JobManager(orphan_grace_s=float(os.environ.get("FMNIST_ORPHAN_GRACE_S", "60")))
 
 
 def owner() -> str:

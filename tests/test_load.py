@@ -113,3 +113,36 @@ def re_taken():
     import re
 
     return re.compile(TAKEN)
+
+
+def test_closing_a_tab_cancels_its_run_after_the_grace_period(tmp_path):
+    """Streamlit releases a closed tab's session; its run stops and its worker process exits."""
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    shutil.copy(ROOT / "checkpoints" / "quick.safetensors", ck)
+    env = {"FMNIST_CHECKPOINT_DIR": str(ck), "FMNIST_ORPHAN_GRACE_S": "2"}
+    from playwright.sync_api import sync_playwright
+
+    with serve_app(env) as (url, server), sync_playwright() as p:
+        browser = launch(p)
+        context = browser.new_context(viewport={"width": 1300, "height": 1000})
+        tab = context.new_page()
+        tab.goto(f"{url}/train")
+        field = tab.get_by_role("spinbutton", name="Epochs")
+        field.fill("200")  # far longer than the test
+        field.press("Enter")
+        wait_idle(tab)
+        tab.get_by_role("button", name="Start training").click()
+        expect(tab.get_by_text(re_taken()).first).to_be_visible(timeout=30_000)
+        t0 = time.monotonic()
+        while not training_workers(server.pid):
+            assert time.monotonic() - t0 < 30, "the run never started"
+            time.sleep(0.2)
+        context.close()  # the student closes the tab
+        t_closed = time.monotonic()
+        while training_workers(server.pid):
+            assert time.monotonic() - t_closed < 30, "the closed tab's run is still training"
+            time.sleep(0.2)
+        gone_after = time.monotonic() - t_closed
+        browser.close()
+    assert gone_after >= 1.5  # not before the grace period: a dropped connection may come back
