@@ -94,6 +94,7 @@ class TrainConfig:
     seed: int = option(0, "random seed (split, init, shuffling, augmentation)", label="Seed", lo=0, hi=2**31 - 1)
     device: Device = option("auto", "auto picks CUDA, then MPS, then CPU", choices=get_args(Device))
     precision: Precision = option("auto", "auto: bf16 where the hardware has it natively", choices=get_args(Precision))
+    time_budget: float | None = option(None, "stop after this many seconds of training; the LR schedule then follows the clock", label="Time budget (s, 0 = none)", lo=1, hi=86400, kind=float)  # fmt: skip
     tta_flip: bool = option(False, "predict with the mean of the image and its mirror image", label="Flip TTA")
     log_every: int = option(20, "batches between progress events", lo=1, hi=10**6)
 

@@ -107,7 +107,10 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: in
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.25)
     if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+        # the closed form of CosineAnnealingLR (eta_min 0): a function of the step, so it can jump ahead
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
+        )
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
@@ -128,6 +131,7 @@ class Trainer:
     precision: str
     gen: torch.Generator
     channels_last: bool
+    total_steps: int = 1
 
     @classmethod
     def build(cls, cfg: TrainConfig, steps: int, device: torch.device, precision: str, gen: torch.Generator) -> Trainer:
@@ -137,10 +141,16 @@ class Trainer:
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         opt = make_optimizer(model, cfg)
-        return cls(cfg, model, opt, make_scheduler(opt, cfg, steps), device, precision, gen, channels_last)
+        return cls(cfg, model, opt, make_scheduler(opt, cfg, steps), device, precision, gen, channels_last, steps)
 
-    def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
+    def step(
+        self, images: torch.Tensor, labels: torch.Tensor, clock: float | None = None
+    ) -> tuple[float, torch.Tensor]:
         """Augment, forward, loss, backward, update on one uint8 batch (B, 28, 28).
+
+        Args:
+            clock: the fraction of the run's time budget already spent, if it has one; the LR
+                schedule then runs at whichever is further along, the steps or the clock.
 
         Returns (loss, logits). A diverged loss (see `healthy`) leaves the weights untouched.
         """
@@ -154,6 +164,9 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
+            if clock is not None:  # jump the schedule ahead to where the clock is
+                total = self.sched.total_steps if hasattr(self.sched, "total_steps") else self.total_steps
+                self.sched.last_epoch = max(self.sched.last_epoch, min(int(clock * total), total - 1) - 1)
             self.sched.step()
         return value, out
 
@@ -266,9 +279,14 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event | None) -> Generat
         if stop is not None and stop.is_set():
             tally.halt, tally.message = "stopped", f"Stopped by request in epoch {epoch}, batch {b + 1}."
             break
+        spent = run.train_time + time.perf_counter() - t_epoch
+        if cfg.time_budget and spent >= cfg.time_budget:
+            tally.halt = "finished"
+            tally.message = f"Time budget of {cfg.time_budget:g} s reached in epoch {epoch}, batch {b + 1}."
+            break
         idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
         y = run.y_tr[idx]
-        loss, logits = tr.step(run.x_tr[idx], y)
+        loss, logits = tr.step(run.x_tr[idx], y, spent / cfg.time_budget if cfg.time_budget else None)
         if not healthy(loss):
             tally.halt = "diverged"
             tally.message = (
@@ -308,7 +326,7 @@ def _end_epoch(run: _Run, epoch: int, tally: Tally) -> EpochEvent:
     row = {
         "epoch": epoch, "train_loss": tally.loss, "train_acc": tally.acc, "val_loss": val_loss, "val_acc": val_acc,
         "lr": run.trainer.lr, "images_per_s": tally.count / max(tally.seconds, 1e-9), "elapsed": elapsed,
-        "partial": tally.halt == "stopped",
+        "partial": tally.halt in ("stopped", "finished"),
     }  # fmt: skip
     run.history.append(row)
     eta = elapsed / epoch * (run.cfg.epochs - epoch)
@@ -363,8 +381,8 @@ def iter_training(
     run = _start(cfg, data or load_dataset())
     for epoch in range(1, cfg.epochs + 1):
         tally = yield from _train_epoch(run, epoch, stop)
-        if tally.halt == "diverged" or (tally.halt == "stopped" and tally.count == 0 and run.best.state is not None):
-            break  # nothing new to validate (a stop right at an epoch boundary keeps the best epoch)
+        if tally.halt == "diverged" or (tally.halt and tally.count == 0 and run.best.state is not None):
+            break  # nothing new to validate (a stop or time-out right at an epoch boundary keeps the best epoch)
         yield _end_epoch(run, epoch, tally)
         if tally.halt or _patience_spent(run, epoch):
             break

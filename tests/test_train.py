@@ -228,3 +228,19 @@ def test_every_ranged_option_is_checked(d):
             make_config(**{d.name: bad}) if d.name in vars(Augment()) else TrainConfig(**{**vars(base), d.name: bad})
     ok = d.kind(d.opt.hi)
     make_config(**{d.name: ok})  # the top of the range itself is allowed
+
+
+def test_time_budget_stops_the_run_and_anneals_the_schedule(ds):
+    cfg = preset_config("quick", subset=20000, time_budget=2, precision="fp32")
+    res = train(cfg, ds)
+    assert res.status == "finished" and res.message.startswith("Time budget of 2 s reached in epoch 1")
+    assert 2 <= res.train_time_s < 4 and res.history[-1]["partial"]
+    assert res.history[-1]["lr"] < cfg.lr / 50  # one-cycle annealed on the clock (by the steps: still warming up)
+
+
+def test_an_unreached_time_budget_changes_nothing(ds):
+    a = train(TrainConfig(arch="mlp", epochs=2, subset=1000, precision="fp32", schedule="onecycle", seed=1), ds)
+    b = train(TrainConfig(arch="mlp", epochs=2, subset=1000, precision="fp32", schedule="onecycle", seed=1,
+                          time_budget=3600), ds)  # fmt: skip
+    assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
+    assert b.message.startswith("Finished 2 epochs")

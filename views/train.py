@@ -47,7 +47,7 @@ def live_view() -> None:
 
 def _live_view() -> None:
     if run is None:
-        st.info("Choose a preset (the quick demo takes a minute or two) and press **Start training**.")
+        st.info("Choose a preset (the quick demo trains for 55 s at most) and press **Start training**.")
         return
     snap = run.snapshot()
     if snap.active:
