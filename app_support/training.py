@@ -98,7 +98,7 @@ def config_form(disabled: bool) -> TrainConfig | None:
         "Preset", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key="tr_preset", disabled=disabled
     )
     base_cfg = preset_config(preset)
-    base = {**base_cfg.to_dict(), **base_cfg.to_dict()["augment"]}
+    base = base_cfg.flat()
     prefix = f"tr_{preset}_"  # per-preset keys: switching preset resets the fields to its recipe
     archs = trainable_models()
     arch = st.selectbox("Architecture", archs, archs.index(base_cfg.arch), key=prefix + "arch", disabled=disabled)

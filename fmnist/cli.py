@@ -98,7 +98,7 @@ def build_config(a: argparse.Namespace) -> tuple[TrainConfig, dict[str, str]]:
 
 
 def print_config(cfg: TrainConfig, origin: dict[str, str]) -> None:
-    flat = {**cfg.to_dict(), **cfg.to_dict()["augment"]}
+    flat = cfg.flat()
     for name in ["arch", "model_kwargs", *(d.name for d in option_fields())]:
         print(f"{name:<16} {flat[name]!s:<14} {origin[name]}")
 
@@ -301,7 +301,7 @@ def positive_int(s: str) -> int:
 def add_option_flags(p: argparse.ArgumentParser) -> None:
     """One --flag per training option, derived from fmnist.config (help, choices, type)."""
     default_cfg, _ = explain_config()
-    defaults = {**default_cfg.to_dict(), **default_cfg.to_dict()["augment"]}
+    defaults = default_cfg.flat()
     for d in option_fields():
         flag = "--" + d.name.replace("_", "-")
         shown = defaults[d.name]

@@ -120,6 +120,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def flat(self) -> dict[str, Any]:
+        """Every option under its own name, Augment's fields included (as the CLI and the Train form name them)."""
+        d = self.to_dict()
+        return {**d, **d["augment"]}
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         unknown = set(d) - {f.name for f in fields(cls)}

@@ -34,12 +34,17 @@ def ds():
     return load_dataset()
 
 
+def private_checkpoints(d: Path) -> Path:
+    """Folder `d`, created, holding a copy of the shipped quick model: the app's own checkpoint folder in a test."""
+    d.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "checkpoints" / "quick.safetensors", d / "quick.safetensors")
+    return d
+
+
 @pytest.fixture
 def ckpt_dir(tmp_path, monkeypatch):
     """A private checkpoint folder holding a copy of the shipped quick model (the app reads it)."""
-    d = tmp_path / "checkpoints"
-    d.mkdir()
-    shutil.copy(ROOT / "checkpoints" / "quick.safetensors", d / "quick.safetensors")
+    d = private_checkpoints(tmp_path / "checkpoints")
     monkeypatch.setenv("FMNIST_CHECKPOINT_DIR", str(d))
     return d
 

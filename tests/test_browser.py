@@ -1,12 +1,11 @@
 """Real-browser tests: Streamlit served on localhost, driven by Playwright in Debian's Chromium."""
 
 import os
-import shutil
 
 import pytest
 from playwright.sync_api import expect
 
-from conftest import ROOT
+from conftest import private_checkpoints
 from scripts.browser import CHROMIUM, draw_trousers, launch, serve_app, wait_idle
 
 pytestmark = pytest.mark.skipif(
@@ -16,8 +15,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    ck = tmp_path_factory.mktemp("ck")
-    shutil.copy(ROOT / "checkpoints" / "quick.safetensors", ck)
+    ck = private_checkpoints(tmp_path_factory.mktemp("ck"))
     with serve_app({"FMNIST_CHECKPOINT_DIR": str(ck)}) as (url, _):
         yield url
 

@@ -6,14 +6,14 @@ a minute. Set FMNIST_LOAD_REPORT=path to write the measured figures as JSON (doc
 
 import json
 import os
-import shutil
+import re
 import statistics
 import time
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import expect, sync_playwright
 
-from conftest import ROOT
+from conftest import private_checkpoints
 from scripts.browser import CHROMIUM, launch, serve_app, training_workers, wait_idle
 
 pytestmark = pytest.mark.skipif(
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(
 )
 STUDENTS = 8
 # What a student sees once the server has taken the run: a queue position, or the run's progress.
-TAKEN = "Position|: starting the worker|: epoch|Finished"
+TAKEN = re.compile("Position|: starting the worker|: epoch|Finished")
 
 
 def _open_teacher_page(page, url: str, path: str) -> float:
@@ -41,12 +41,17 @@ def _teacher_times(page, url: str) -> dict[str, float]:
     return {path: _open_teacher_page(page, url, path) for path in ("evaluate", "predict")}
 
 
+def _set_numbers(tab, values: dict[str, str]) -> None:
+    """Type into the Train form's number fields, one rerun each."""
+    for label, value in values.items():
+        field = tab.get_by_role("spinbutton", name=label)
+        field.fill(value)
+        field.press("Enter")
+        wait_idle(tab)
+
+
 def test_a_class_of_eight_and_a_teacher(tmp_path):
-    ck = tmp_path / "ck"
-    ck.mkdir()
-    shutil.copy(ROOT / "checkpoints" / "quick.safetensors", ck)
-    env = {"FMNIST_CHECKPOINT_DIR": str(ck), "FMNIST_MAX_TRAININGS": "1"}
-    from playwright.sync_api import sync_playwright
+    env = {"FMNIST_CHECKPOINT_DIR": str(private_checkpoints(tmp_path / "ck")), "FMNIST_MAX_TRAININGS": "1"}
 
     with serve_app(env) as (url, server), sync_playwright() as p:
         browser = launch(p)
@@ -59,11 +64,7 @@ def test_a_class_of_eight_and_a_teacher(tmp_path):
             tab = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
             tab.goto(f"{url}/train")
             tab.get_by_role("button", name="Start training").wait_for(timeout=120_000)
-            for label, value in (("Epochs", "1"), ("Training images (0 = all)", "600")):
-                field = tab.get_by_role("spinbutton", name=label)
-                field.fill(value)
-                field.press("Enter")
-                wait_idle(tab)
+            _set_numbers(tab, {"Epochs": "1", "Training images (0 = all)": "600"})
             tabs.append(tab)
 
         clicked, taken = [], []
@@ -71,7 +72,7 @@ def test_a_class_of_eight_and_a_teacher(tmp_path):
             tab.get_by_role("button", name="Start training").click()
             clicked.append(time.perf_counter())
         for tab, t_click in zip(tabs, clicked):
-            expect(tab.get_by_text(re_taken()).first).to_be_visible(timeout=60_000)
+            expect(tab.get_by_text(TAKEN).first).to_be_visible(timeout=60_000)
             taken.append(time.perf_counter() - t_click)
 
         loaded = _teacher_times(teacher, url)  # while the queue is full
@@ -109,31 +110,18 @@ def test_a_class_of_eight_and_a_teacher(tmp_path):
     assert workers == [], figures  # no worker process outlives its run
 
 
-def re_taken():
-    import re
-
-    return re.compile(TAKEN)
-
-
 def test_closing_a_tab_cancels_its_run_after_the_grace_period(tmp_path):
     """Streamlit releases a closed tab's session; its run stops and its worker process exits."""
-    ck = tmp_path / "ck"
-    ck.mkdir()
-    shutil.copy(ROOT / "checkpoints" / "quick.safetensors", ck)
-    env = {"FMNIST_CHECKPOINT_DIR": str(ck), "FMNIST_ORPHAN_GRACE_S": "2"}
-    from playwright.sync_api import sync_playwright
+    env = {"FMNIST_CHECKPOINT_DIR": str(private_checkpoints(tmp_path / "ck")), "FMNIST_ORPHAN_GRACE_S": "2"}
 
     with serve_app(env) as (url, server), sync_playwright() as p:
         browser = launch(p)
         context = browser.new_context(viewport={"width": 1300, "height": 1000})
         tab = context.new_page()
         tab.goto(f"{url}/train")
-        field = tab.get_by_role("spinbutton", name="Epochs")
-        field.fill("200")  # far longer than the test
-        field.press("Enter")
-        wait_idle(tab)
+        _set_numbers(tab, {"Epochs": "200"})  # far longer than the test
         tab.get_by_role("button", name="Start training").click()
-        expect(tab.get_by_text(re_taken()).first).to_be_visible(timeout=30_000)
+        expect(tab.get_by_text(TAKEN).first).to_be_visible(timeout=30_000)
         t0 = time.monotonic()
         while not training_workers(server.pid):
             assert time.monotonic() - t0 < 30, "the run never started"
