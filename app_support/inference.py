@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -12,7 +14,31 @@ from app_support.state import available_models, get_checkpoint
 from fmnist.checkpoints import Checkpoint, CheckpointError
 from fmnist.data import CLASSES
 from fmnist.explain import grad_cam, saliency
+from fmnist.preprocess import MAX_PIXELS, ImageError, Preprocessed, preprocess
 from fmnist.runtime import predict_logits
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def preprocessed(data: bytes, max_pixels: int = MAX_PIXELS) -> Preprocessed:
+    """fmnist.preprocess of an upload's or a drawing's bytes, once per distinct image (keyed by its hash).
+
+    Raises:
+        ImageError: as preprocess (errors are not cached).
+    """
+    return preprocess(data, max_pixels=max_pixels)
+
+
+def drawing_bytes(result: Any) -> bytes:
+    """The PNG bytes the canvas sent, undecoded: they go through the same checked path as an upload.
+
+    The canvas's own `image_data` would decode whatever the browser sent, at any size, on every
+    access. Empty canvas: b"" (preprocess calls that blank). Raises ImageError if the payload is
+    not a data URL.
+    """
+    try:
+        return (result.image_bytes or b"") if result is not None else b""
+    except Exception:  # a tampered payload: not a string, not base64, no ';base64,'
+        raise ImageError("the drawing sent by the browser could not be read") from None
 
 
 def probs(ckpt: Checkpoint, image: np.ndarray) -> np.ndarray:

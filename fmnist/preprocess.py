@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +22,30 @@ from .data import IMAGE_SIZE
 
 MAX_FILE_BYTES = 20 * 2**20  # 20 MB
 MAX_PIXELS = 40_000_000  # larger images are refused (decompression-bomb guard)
+# Pillow composites an animated PNG's frame in a second full-size buffer: twice the memory.
+ANIMATED_MAX_PIXELS = 16_000_000
+CANVAS_MAX_PIXELS = 2048 * 2048  # a drawing is a 300x300 canvas, x3 on a high-density screen at most
+# Only these decoders ever see a user's bytes, whatever the file is called: Pillow would otherwise
+# try all of its ~40 formats, PostScript through Ghostscript among them.
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+FORMAT_NAMES = "PNG, JPEG, WebP, BMP or GIF"
+# Full-size decodes at once, server-wide: 30 students uploading 40 MP photos at the same moment
+# wait their turn (each one takes a fraction of a second) instead of holding 30 full images in memory.
+_DECODE_SLOTS = threading.BoundedSemaphore(2)
+_T = Image.Transpose
+# EXIF orientation -> the transpose that makes the photo upright (as ImageOps.exif_transpose does).
+_UPRIGHT = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE, 6: _T.ROTATE_270,
+            7: _T.TRANSVERSE, 8: _T.ROTATE_90}  # fmt: skip
 WORK_SIDE = 512  # big images are shrunk to this before processing: fast, no visible loss
 INK_THRESHOLD = 0.08  # fraction of the brightest level that counts as object
 
 
 class ImageError(ValueError):
     """The image cannot be used; the message is one line for the user."""
+
+
+class BlankImageError(ImageError):
+    """The image has no object in it (an empty canvas, a plain sheet)."""
 
 
 @dataclass
@@ -43,12 +62,12 @@ class Preprocessed:
         return torch.from_numpy(self.image.copy()).unsqueeze(0)
 
 
-def open_image(source: str | os.PathLike | bytes | io.BytesIO) -> Image.Image:
-    """Open and fully decode an image file or bytes; raise ImageError on anything bad."""
+def read_bytes(source: str | os.PathLike | bytes | io.BytesIO) -> bytes:
+    """A file's or buffer's bytes, refusing what is not a regular file or is over MAX_FILE_BYTES."""
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
-        if not p.is_file():
-            raise ImageError(f"{p}: no such file")
+        if not p.is_file():  # also refuses FIFOs and devices, which would block or never end
+            raise ImageError(f"{p.name}: no such file")
         if p.stat().st_size > MAX_FILE_BYTES:
             raise ImageError(f"{p.name}: file is over {MAX_FILE_BYTES // 2**20} MB")
         data = p.read_bytes()
@@ -57,28 +76,83 @@ def open_image(source: str | os.PathLike | bytes | io.BytesIO) -> Image.Image:
     if len(data) > MAX_FILE_BYTES:
         raise ImageError(f"file is over {MAX_FILE_BYTES // 2**20} MB")
     if not data:
-        raise ImageError("the file is empty")
+        raise BlankImageError("the file is empty")
+    return data
+
+
+def open_image(
+    source: str | os.PathLike | bytes | io.BytesIO,
+    notes: list[str] | None = None,
+    max_pixels: int = MAX_PIXELS,
+    side: int = WORK_SIDE,
+) -> Image.Image:
+    """Open an image file or bytes: its first frame, upright, with its longest side at most `side`.
+
+    Only FORMATS are tried, whatever the file's name says. An image over `max_pixels` is refused
+    from its header, before anything is decoded; a JPEG is decoded at a reduced scale where that
+    still gives `side` pixels, so the limit applies to what is decoded (phones' 48 MP photos pass). Decoding and shrinking happen in one of two server-wide slots, and
+    the full-size image is dropped before the slot is given back, so memory stays bounded when a
+    whole class uploads at once. What was done goes into `notes` (animation, EXIF orientation).
+
+    Raises:
+        ImageError: with a one-line reason, for anything unreadable, damaged or too large.
+    """
+    data = read_bytes(source)
+    notes = [] if notes is None else notes
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_PIXELS:
-                raise ImageError(f"image is {img.width}x{img.height}: too large (limit {MAX_PIXELS // 10**6} MP)")
-            img.load()
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
+            w, h = img.size
+            if img.format == "JPEG" and max(w, h) > 2 * side:
+                img.draft(img.mode, (side, side))  # decode at 1/2, 1/4 or 1/8 scale: a 48 MP photo costs 0.75 MP
+            animated = getattr(img, "n_frames", 1) > 1
+            limit = min(max_pixels, ANIMATED_MAX_PIXELS) if animated else max_pixels
+            if img.width * img.height > limit:  # what will really be decoded
+                kind = "animated image" if animated else "image"
+                raise ImageError(f"{kind} is {w}x{h}: too large (limit {limit / 10**6:.0f} MP)")
+            with _DECODE_SLOTS:
+                return _first_frame_small(img, notes, side)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"not a readable image ({type(e).__name__})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"not a readable image: use {FORMAT_NAMES}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"image is too large to decode safely (limit {max_pixels / 10**6:.0f} MP)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"the image is damaged or truncated ({str(e)[:80]})") from None
-    return img
+
+
+def _first_frame_small(img: Image.Image, notes: list[str], side: int) -> Image.Image:
+    """Frame 0, decoded, upright (EXIF orientation applied), longest side at most `side`.
+
+    Returns a new image; `img` is never modified. The big frame is never copied: the shrink
+    reads it once, so an animated or huge image costs one decoded frame.
+    """
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"Animated image with {frames} frames: using the first frame.")
+        img.seek(0)
+    img.load()
+    try:
+        orientation = int(img.getexif().get(0x0112, 1))
+    except Exception:  # a damaged EXIF block is ignored, as photo viewers do
+        orientation = 1
+    if max(img.size) > side:
+        scale = side / max(img.size)
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        out = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    else:
+        out = img.copy()  # small: cheap, and a plain single-frame image
+    if orientation in _UPRIGHT:
+        out = out.transpose(_UPRIGHT[orientation])
+        turn = {3: "turned 180°", 6: "turned 90° clockwise", 8: "turned 90° anticlockwise"}.get(orientation, "mirrored")
+        notes.append(f"The photo was stored sideways or mirrored (EXIF orientation {orientation}): {turn} upright.")
+    return out
 
 
 def to_gray(img: Image.Image, notes: list[str]) -> np.ndarray:
     """Any PIL mode -> float32 gray (H, W) in [0, 1]. Transparency becomes background."""
-    if getattr(img, "n_frames", 1) > 1:
-        notes.append(f"Animated image with {img.n_frames} frames: using the first frame.")
-        img.seek(0)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(img, dtype=np.float32)
         lo, hi = float(a.min()), float(a.max())
@@ -107,10 +181,13 @@ def _u8(a: np.ndarray) -> np.ndarray:
     return np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike) -> Preprocessed:
+def preprocess(
+    source: Image.Image | np.ndarray | bytes | str | os.PathLike, max_pixels: int = MAX_PIXELS
+) -> Preprocessed:
     """Turn a drawing, photo or file into a dataset-like 28x28 image, keeping every step.
 
-    Steps: grayscale -> invert if the background is light -> stretch contrast -> trim to the
+    Steps: first frame only, turned upright from its EXIF orientation, shrunk to WORK_SIDE ->
+    grayscale -> invert if the background is light -> stretch contrast -> trim to the
     object's bounding box -> resize the longest side to 28 (keeping the aspect ratio) -> centre
     on a 28x28 black canvas. Normalisation happens in the model's input path (fmnist.train).
 
@@ -118,26 +195,25 @@ def preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike) -> 
         ImageError: unreadable, damaged, too large, blank or unsupported images.
     """
     try:
-        return _preprocess(source)
+        return _preprocess(source, max_pixels)
     except ImageError:
         raise
     except (OSError, ValueError, TypeError, SyntaxError, EOFError, MemoryError) as e:  # e.g. exotic modes
         raise ImageError(f"cannot process this image ({type(e).__name__}: {str(e)[:80]})") from None
 
 
-def _preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike) -> Preprocessed:
+def _preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike, max_pixels: int) -> Preprocessed:
     notes: list[str] = []
     if isinstance(source, np.ndarray):
         img = Image.fromarray(source.astype(np.uint8) if source.dtype != np.uint8 else source)
     elif isinstance(source, Image.Image):
         img = source
     else:
-        img = open_image(source)
+        img = open_image(source, notes, max_pixels)
     if img.width < 1 or img.height < 1:
         raise ImageError("the image is empty")
-    if max(img.size) > WORK_SIDE and getattr(img, "n_frames", 1) == 1:
-        img = img.copy()
-        img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
+    if isinstance(source, (Image.Image, np.ndarray)):
+        img = _first_frame_small(img, notes, WORK_SIDE)
     gray = to_gray(img, notes)
     steps = [("1. Grayscale", _u8(gray))]
 
@@ -152,7 +228,7 @@ def _preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike) ->
     gray = np.clip(gray - bg, 0, None)
     peak = float(gray.max())
     if peak < 0.05:
-        raise ImageError("the image is blank: there is no object to classify")
+        raise BlankImageError("the image is blank: there is no object to classify")
     gray = gray / peak
     ys, xs = np.nonzero(gray > INK_THRESHOLD)
     crop = gray[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]

@@ -136,3 +136,118 @@ def test_big_dark_object_on_light_border_is_inverted():
     assert out.inverted is True
     assert any("inverted" in n for n in out.notes)
     _assert_light_disc_on_black(out.image)
+
+
+# ---------------------------------------------------------------- hostile input (issue 9)
+# Each case was reproduced on the code before the fix; each test fails there.
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\nnewpath 10 10 moveto 90 90 lineto stroke\nshowpage\n"
+
+
+def _box(side: int, mode: str = "L", fg=255, bg=0) -> Image.Image:
+    img = Image.new(mode, (side, side), bg)
+    img.paste(fg, (side // 4, side // 4, 3 * side // 4, 3 * side // 4))
+    return img
+
+
+def _apng(side: int) -> bytes:
+    frames = [_box(side, "RGBA", (255, 255, 255, 255), (0, 0, 0, 255)), Image.new("RGBA", (side, side), (0, 0, 0, 255))]
+    return _png(frames[0], save_all=True, append_images=frames[1:])
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (EPS, "not a readable image: use PNG, JPEG"),  # PostScript renamed .png: never handed to Ghostscript
+        (_png(_box(64), "TIFF"), "not a readable image"),  # outside the explicit list of formats
+        (_png(_box(64), "PCX"), "not a readable image"),
+        (_apng(6300), "animated image is 6300x6300: too large"),  # a 200 KB file that decodes to 2x159 MB
+    ],
+    ids=["eps-as-png", "tiff", "pcx", "animated-6300"],
+)
+def test_hostile_files_are_refused_clearly(data, match):
+    with pytest.raises(ImageError, match=match):
+        preprocess(data)
+
+
+def test_oversized_drawing_is_refused_before_decoding():
+    from fmnist.preprocess import CANVAS_MAX_PIXELS
+
+    data = _png(_box(2100, "RGBA", (255, 255, 255, 255), (0, 0, 0, 255)))  # 4.4 MP: fine as an upload
+    assert preprocess(data).image.max() > 200
+    with pytest.raises(ImageError, match="too large"):
+        preprocess(data, max_pixels=CANVAS_MAX_PIXELS)
+
+
+def test_animated_png_takes_the_first_frame_and_is_shrunk():
+    out = preprocess(_apng(1500))
+    assert any("first frame" in n for n in out.notes)
+    assert max(out.steps[0][1].shape) == 512  # shrunk before anything else
+    assert out.image[10:18, 10:18].min() > 200  # frame 0's box, not frame 1's black
+
+
+def test_a_phones_48mp_jpeg_is_decoded_at_a_reduced_scale():
+    img = _box(1000, "RGB", (40, 40, 40), (230, 230, 230)).resize((8000, 6000))  # 48 MP: over MAX_PIXELS
+    out = preprocess(_png(img, "JPEG", quality=50))
+    assert out.inverted and out.image[12:16, 12:16].min() > 200
+    assert max(out.steps[0][1].shape) <= 512
+
+
+@pytest.mark.parametrize("orientation, turn", [(6, "clockwise"), (8, "anticlockwise"), (3, "180")])
+def test_exif_orientation_is_applied_and_said(orientation, turn):
+    """A phone stores a portrait photo as landscape pixels plus an orientation tag."""
+    upright = Image.new("L", (200, 300), 255)
+    upright.paste(0, (60, 20, 140, 120))  # a dark block at the top of a tall photo
+    stored = upright.transpose(
+        {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270, 3: Image.Transpose.ROTATE_180}[orientation]
+    )
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = preprocess(_png(stored, "JPEG", exif=exif.tobytes()))
+    assert any(f"EXIF orientation {orientation}" in n and turn in n for n in out.notes)
+    gray = out.steps[0][1]
+    assert gray.shape == (300, 200)  # upright: tall again
+    assert gray[20:120, 60:140].mean() < 40 and gray[180:, :].mean() > 220  # the block is back at the top
+
+
+def test_memory_of_a_hostile_animation_stays_bounded(tmp_path):
+    """The 6300x6300 two-frame PNG cost +1.36 GB before; it is refused from its header now."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    f = tmp_path / "anim.png"
+    f.write_bytes(_apng(6300))
+    script = Path(__file__).resolve().parent.parent / "scripts" / "hostile_memory.py"
+    r = subprocess.run(
+        [sys.executable, str(script), "--child", "animated", str(f)], capture_output=True, text=True, timeout=120
+    )
+    import json
+
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["outcome"].startswith("refused") and out["peak_growth_mb"] < 100, out
+
+
+def test_canvas_payload_goes_through_the_checked_path():
+    """The drawing's bytes, not the canvas's own decode: tampered or huge payloads get a clear message."""
+    import base64
+    import binascii
+    from types import SimpleNamespace
+
+    from app_support.inference import drawing_bytes
+    from fmnist.preprocess import CANVAS_MAX_PIXELS, BlankImageError
+
+    class Tampered:
+        @property
+        def image_bytes(self):  # what CanvasResult does with a data URL that is not base64
+            return base64.b64decode("not//base64!", validate=True)
+
+    with pytest.raises(ImageError, match="could not be read"):
+        drawing_bytes(Tampered())
+    with pytest.raises(binascii.Error):
+        Tampered().image_bytes
+    for empty in (None, SimpleNamespace(image_bytes=None)):  # nothing drawn yet
+        with pytest.raises(BlankImageError):
+            preprocess(drawing_bytes(empty), max_pixels=CANVAS_MAX_PIXELS)
+    with pytest.raises(ImageError, match="not a readable image"):
+        preprocess(drawing_bytes(SimpleNamespace(image_bytes=EPS)), max_pixels=CANVAS_MAX_PIXELS)

@@ -4,11 +4,11 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from app_support.inference import all_votes, probs, show_explanations
+from app_support.inference import all_votes, drawing_bytes, preprocessed, probs, show_explanations
 from app_support.plots import prob_bars, upscale
 from app_support.state import dataset, require_model
 from fmnist.data import CLASSES
-from fmnist.preprocess import ImageError, preprocess
+from fmnist.preprocess import CANVAS_MAX_PIXELS, FORMAT_NAMES, BlankImageError, ImageError
 
 st.title("Predict")
 entry, ckpt = require_model()
@@ -30,20 +30,17 @@ if source == "Draw":
             stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=300, width=300,
             drawing_mode="freedraw", return_image_data=True, key="pr_canvas",
         )  # fmt: skip
-    if drawn is not None and drawn.image_data is not None and np.asarray(drawn.image_data)[..., :3].max() > 0:
-        try:
-            pre = preprocess(np.asarray(drawn.image_data, dtype=np.uint8))
-        except ImageError as e:
-            st.warning(f"Cannot use this drawing: {e}")
-    else:
+    try:
+        pre = preprocessed(drawing_bytes(drawn), CANVAS_MAX_PIXELS)
+    except BlankImageError:
         st.info("Draw something on the black canvas to see the prediction.")
+    except ImageError as e:
+        st.warning(f"Cannot use this drawing: {e}")
 elif source == "Upload an image":
-    up = st.file_uploader(
-        "PNG, JPEG, WebP, BMP or GIF", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="pr_upload"
-    )
+    up = st.file_uploader(FORMAT_NAMES, type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="pr_upload")
     if up is not None:
         try:
-            pre = preprocess(up.getvalue())
+            pre = preprocessed(up.getvalue())
         except ImageError as e:
             st.error(f"**{up.name}** cannot be used: {e}. Try another image.")
 else:
