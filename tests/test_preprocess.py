@@ -245,7 +245,7 @@ def test_canvas_payload_goes_through_the_checked_path():
     with pytest.raises(ImageError, match="could not be read"):
         drawing_bytes(Tampered())
     with pytest.raises(binascii.Error):
-        Tampered().image_bytes
+        _ = Tampered().image_bytes
     for empty in (None, SimpleNamespace(image_bytes=None)):  # nothing drawn yet
         with pytest.raises(BlankImageError):
             preprocess(drawing_bytes(empty), max_pixels=CANVAS_MAX_PIXELS)
