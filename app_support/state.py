@@ -16,9 +16,8 @@ from fmnist.checkpoints import (
     Checkpoint,
     CheckpointError,
     card_test_accuracy,
-    list_checkpoints,
     load_checkpoint,
-    read_card,
+    scan_cards,
 )
 from fmnist.data import DatasetError, FashionMNIST, load_dataset
 from fmnist.evaluate import EvalResult, evaluate_test
@@ -95,11 +94,7 @@ def session_models() -> dict[str, Checkpoint]:
 def available_models() -> list[ModelEntry]:
     """Saved checkpoints (shipped or saved from Train) plus this session's unsaved models."""
     entries = []
-    for p in list_checkpoints(checkpoint_dir()):
-        try:
-            card = read_card(p)
-        except CheckpointError:
-            continue  # a damaged file is listed nowhere; load errors are shown when picked
+    for p, card in scan_cards(checkpoint_dir()):  # a bad file is listed nowhere; load errors show when picked
         acc = card_test_accuracy(card)
         entries.append(ModelEntry(ModelRef.file(p), f"{p.stem} ({acc:.1%})" if acc is not None else p.stem, card))
     for name, ck in session_models().items():

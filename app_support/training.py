@@ -8,6 +8,7 @@ fmnist.config plus one line in WIDGETS and LAYOUT.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from typing import Any
@@ -16,7 +17,15 @@ import streamlit as st
 
 from app_support import keys
 from app_support.state import ModelRef, checkpoint_dir, select_model, session_models
-from fmnist.checkpoints import Checkpoint, build_card, checkpoint_path, save_trained, to_bytes
+from fmnist.checkpoints import (
+    Checkpoint,
+    CheckpointExists,
+    FolderLimits,
+    build_card,
+    checkpoint_path,
+    save_trained,
+    to_bytes,
+)
 from fmnist.config import PRESETS, ConfigError, Described, TrainConfig, option_fields, preset_config, trainable_models
 from fmnist.jobs import Job, JobManager, format_wait
 
@@ -59,6 +68,7 @@ MORE = [
     ["restore_best", "precision", "time_budget"],
 ]
 _DESCRIBED = {d.name: d for d in option_fields()}
+_SAVE_LOCK = threading.Lock()  # guards the check-and-claim of run.saved_as
 
 
 def option_widget(d: Described, value: Any, key: str, disabled: bool) -> Any:
@@ -202,15 +212,31 @@ def publish_finished() -> None:
 
 
 def save_run(run: Job, name: str) -> str:
-    """Evaluate on the test set, write atomically into the checkpoint folder, select it."""
-    path = checkpoint_path(name, checkpoint_dir())  # raises ValueError on unusable names
-    if path.exists():
-        raise FileExistsError(f"a model named {path.stem!r} already exists; choose another name")
-    extra = {"name": path.stem, "saved_from": "Train page", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    save_trained(run.result, path, command=None, **extra)
+    """Evaluate on the test set and save into the checkpoint folder; return the saved name.
+
+    One save per run. The file is created exclusively, so when two students pick the same name
+    at the same moment one wins and the other is told; the folder's quota (FolderLimits.from_env)
+    is checked under the folder's lock.
+
+    Raises:
+        ValueError: an unusable name.
+        CheckpointError: the name exists, the folder is full, or the run was already saved.
+    """
+    with _SAVE_LOCK:  # claim the run: a second click or tab cannot save it twice
+        if run.saved_as:
+            raise CheckpointExists(f"this run is already saved as {run.saved_as!r}")
+        run.saved_as = name
+    try:
+        path = checkpoint_path(name, checkpoint_dir())  # raises ValueError on unusable names
+        extra = {"name": path.stem, "saved_from": "Train page", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        save_trained(run.result, path, command=None, overwrite=False, limits=FolderLimits.from_env(), **extra)
+    except BaseException:
+        run.saved_as = None
+        raise
+    run.saved_as = path.stem
     session_models().pop(run.label, None)
     select_model(ModelRef.file(path))
-    return str(path)
+    return path.stem
 
 
 def download_bytes(run: Job) -> bytes:

@@ -8,15 +8,19 @@ either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import re
+import stat
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from safetensors import SafetensorError
@@ -26,12 +30,16 @@ from torch import nn
 
 from .data import load_dataset
 from .evaluate import EvalResult, evaluate_test
-from .models import count_params, create_model, get_spec
+from .models import ModelSizeError, checked_model_size, count_params, create_model, get_spec
 
 FORMAT = "fmnist-checkpoint/1"
 SUFFIX = ".safetensors"
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-MAX_BYTES = 512 * 2**20  # refuse absurd files before reading them
+MAX_BYTES = 128 * 2**20  # refuse absurd files before reading them (models.MAX_PARAMS in fp16 is 100 MB)
+MAX_HEADER_BYTES = 8 * 2**20  # the safetensors header: the tensor index plus the card
+MAX_CARD_BYTES = 2 * 2**20
+MAX_CARD_DEPTH = 32  # a real card nests 5 deep; 100k-deep JSON would exhaust the recursion limit
+LOCK_NAME = ".fmnist.lock"  # every save into a folder holds this lock (fcntl) while it writes
 
 # The shipped checkpoints, in table order, and the CLI arguments that made each one:
 # `python scripts/train_zoo.py` runs them, docs/RESULTS.md and tests/test_shipped.py read them.
@@ -60,6 +68,51 @@ def shipped_command(name: str) -> str:
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, not ours, or does not match its architecture."""
+
+
+class CheckpointExists(CheckpointError):
+    """A save would replace an existing checkpoint (another student saved that name first)."""
+
+
+class FolderFull(CheckpointError):
+    """The checkpoint folder is at its quota of saved models or bytes."""
+
+
+@dataclass(frozen=True)
+class FolderLimits:
+    """A quota on the models saved into a shared folder (the shipped ones are not counted)."""
+
+    max_models: int = 200
+    max_bytes: int = 2 * 2**30
+
+    @classmethod
+    def from_env(cls) -> FolderLimits:
+        """FMNIST_MAX_SAVED_MODELS and FMNIST_MAX_SAVED_MB, where set."""
+        models = os.environ.get("FMNIST_MAX_SAVED_MODELS")
+        mb = os.environ.get("FMNIST_MAX_SAVED_MB")
+        return cls(int(models) if models else cls.max_models, int(float(mb) * 2**20) if mb else cls.max_bytes)
+
+    def check(self, directory: Path, incoming: int, replacing: Path | None = None) -> None:
+        """Raise FolderFull if one more file of `incoming` bytes would exceed the quota."""
+        saved = [p for p in list_checkpoints(directory) if p.stem not in SHIPPED and p != replacing]
+        used = sum(_size(p) for p in saved)
+        if len(saved) + 1 > self.max_models:
+            raise FolderFull(
+                f"the model folder is full: {len(saved)} saved models, the limit is {self.max_models}. "
+                "Delete old models, or ask the teacher to raise FMNIST_MAX_SAVED_MODELS."
+            )
+        if used + incoming > self.max_bytes:
+            raise FolderFull(
+                f"the model folder is full: {used / 2**20:.0f} MB of {self.max_bytes / 2**20:.0f} MB used. "
+                "Delete old models, or ask the teacher to raise FMNIST_MAX_SAVED_MB."
+            )
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
 
 
 @dataclass
@@ -138,8 +191,25 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def save_checkpoint(model: nn.Module, card: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Atomically write `model` and its `card` (must hold 'arch' and 'kwargs') to `path`."""
+def save_checkpoint(
+    model: nn.Module,
+    card: dict[str, Any],
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = True,
+    limits: FolderLimits | None = None,
+) -> Path:
+    """Write `model` and its `card` (must hold 'arch' and 'kwargs') to `path`, atomically.
+
+    The bytes go to a temp file in the same folder, are fsynced, then appear under `path` in one
+    step, so a process killed at any moment leaves either no file or a complete one. Saves into one
+    folder take turns (a lock file), and each clears temp files that a killed save left behind.
+
+    Args:
+        overwrite: replace an existing file; if False the file is created exclusively, and a
+            name that exists (or appears meanwhile) raises CheckpointExists.
+        limits: a quota for the folder (FolderFull when it would be exceeded).
+    """
     path = Path(path)
     if path.suffix != SUFFIX:
         path = path.with_name(path.name + SUFFIX)
@@ -150,46 +220,147 @@ def save_checkpoint(model: nn.Module, card: dict[str, Any], path: str | os.PathL
     get_spec(card["arch"])  # refuse to write what we could not load back
     data = to_bytes(model, card)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _folder_lock(path.parent):
+        _remove_stale_temps(path.parent)
+        if not overwrite and os.path.lexists(path):
+            raise CheckpointExists(f"a model named {path.stem!r} already exists; choose another name")
+        if limits is not None:
+            limits.check(path.parent, len(data), replacing=path if overwrite else None)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            _publish(tmp, path, overwrite)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        _fsync_dir(path.parent)
     return path
+
+
+def _publish(tmp: str, path: Path, overwrite: bool) -> None:
+    """Make the complete temp file appear under `path`: replace, or create exclusively."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic and exclusive, even against a writer that holds no lock
+    except FileExistsError:
+        raise CheckpointExists(f"a model named {path.stem!r} already exists; choose another name") from None
+    except OSError:  # a filesystem without hard links: the folder lock still makes this exclusive
+        if os.path.lexists(path):
+            raise CheckpointExists(f"a model named {path.stem!r} already exists; choose another name") from None
+        os.replace(tmp, path)
+
+
+@contextmanager
+def _folder_lock(directory: Path) -> Iterator[None]:
+    with open(directory / LOCK_NAME, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _remove_stale_temps(directory: Path) -> None:
+    """Temp files of saves that were killed mid-write (called with the folder lock held)."""
+    for p in directory.glob(f".*{SUFFIX}.*.tmp"):
+        p.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _depth(obj: Any, limit: int) -> int:
+    """Nesting depth of parsed JSON, counted without recursion; stops once past `limit`."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (dict, list)):
+            deepest = max(deepest, d)
+            if deepest > limit:
+                return deepest
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return deepest
+
+
+def _parse_header(header: bytes, source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(safetensors header, model card) from a header's bytes; CheckpointError if either is bad."""
+    try:
+        obj = json.loads(header)
+    except (ValueError, RecursionError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{source} is not a valid fmnist checkpoint: header is not JSON ({str(e)[:80]})") from None
+    meta = obj.get("__metadata__") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{source} is a safetensors file but not an fmnist checkpoint (no model card)")
+    text = meta.get("card")
+    if not isinstance(text, str) or len(text) > MAX_CARD_BYTES:
+        raise CheckpointError(f"{source}: model card is missing or over {MAX_CARD_BYTES // 2**20} MB")
+    try:
+        card = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{source}: model card is damaged ({type(e).__name__})") from None
+    if not isinstance(card, dict) or not isinstance(card.get("arch"), str):
+        raise CheckpointError(f"{source}: model card is not an object with an 'arch'")
+    if _depth(card, MAX_CARD_DEPTH) > MAX_CARD_DEPTH:
+        raise CheckpointError(f"{source}: model card nests deeper than {MAX_CARD_DEPTH} levels")
+    if not isinstance(card.get("kwargs", {}), dict):
+        raise CheckpointError(f"{source}: model card is damaged (kwargs is not an object)")
+    try:
+        checked_model_size(card["arch"], **card.get("kwargs", {}))  # on the meta device: allocates nothing
+    except (KeyError, ModelSizeError) as e:
+        raise CheckpointError(f"{source}: cannot build {card['arch']!r} from its card ({str(e).strip(chr(39))})") from None
+    return obj, card
+
+
+def _header_length(prefix: bytes, total: int, source: str) -> int:
+    n = int.from_bytes(prefix[:8], "little") if len(prefix) >= 8 else 0
+    if not 0 < n <= min(MAX_HEADER_BYTES, total - 8):
+        hint = " (it looks like a pickle: those are refused, they can run code)" if prefix[:1] == b"\x80" else ""
+        raise CheckpointError(f"{source} is not a valid fmnist checkpoint{hint}: bad header length")
+    return n
 
 
 def from_bytes(data: bytes, source: str = "checkpoint") -> Checkpoint:
     """Parse checkpoint bytes (safetensors only: no pickle, no code execution).
 
+    The card is checked first; the model is sized on the meta device before anything is
+    allocated; every weight must be a finite float where the architecture has a float.
+
     Raises:
         CheckpointError: with a one-line reason.
     """
+    n = _header_length(data[:8], len(data), source)
+    _, card = _parse_header(data[8 : 8 + n], source)
+    arch, kwargs = card["arch"], card.get("kwargs", {})
+    try:
+        model = create_model(arch, **kwargs)  # _parse_header sized it on the meta device first
+    except Exception as e:  # the meta build passed but the real one failed: still one line
+        raise CheckpointError(f"{source}: cannot build {arch!r} from its card ({type(e).__name__}: {e})") from None
     try:
         state = st_load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
-    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError, OverflowError) as e:
-        hint = " (it looks like a pickle: those are refused, they can run code)" if data[:1] == b"\x80" else ""
-        raise CheckpointError(f"{source} is not a valid fmnist checkpoint{hint}: {str(e)[:120]}") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{source} is a safetensors file but not an fmnist checkpoint (no model card)")
-    try:
-        card = json.loads(meta["card"])
-        arch, kwargs = card["arch"], card.get("kwargs", {})
-        if not isinstance(kwargs, dict):
-            raise TypeError("kwargs is not an object")
-    except (KeyError, json.JSONDecodeError, TypeError) as e:
-        raise CheckpointError(f"{source}: model card is damaged ({e})") from None
-    try:
-        model = create_model(arch, **kwargs)
-    except Exception as e:  # bad kwargs in a card can fail in any builder, in any way
-        raise CheckpointError(f"{source}: cannot build {arch!r} from its card ({type(e).__name__}: {e})") from None
+    except (SafetensorError, ValueError, OverflowError) as e:
+        raise CheckpointError(f"{source} is not a valid fmnist checkpoint: {str(e)[:120]}") from None
+    expected = model.state_dict()
+    for k, v in state.items():
+        want = expected.get(k)
+        if want is not None and want.is_floating_point() != v.is_floating_point():
+            raise CheckpointError(f"{source}: weight {k!r} is {v.dtype}, the architecture expects {want.dtype}")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{source}: weight {k!r} holds NaN or infinite values; the model is broken")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)
@@ -200,42 +371,80 @@ def from_bytes(data: bytes, source: str = "checkpoint") -> Checkpoint:
     return Checkpoint(model.eval(), card)
 
 
+@contextmanager
+def _open_regular(path: Path) -> Iterator[tuple[IO[bytes], int]]:
+    """Open a regular file for reading, never blocking: a FIFO or a device is refused, not waited on.
+
+    Yields (file, size). Messages name the file, never its folder: they reach web visitors.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path.name}") from None
+    except OSError as e:
+        raise CheckpointError(f"{path.name}: cannot open ({e.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CheckpointError(f"{path.name} is not a regular file")
+        if st.st_size > MAX_BYTES:
+            raise CheckpointError(f"{path.name} is {st.st_size / 2**20:.0f} MB: too large for a checkpoint")
+        yield f, st.st_size
+
+
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Load a checkpoint file safely. Raises CheckpointError with a clear reason."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    if path.stat().st_size > MAX_BYTES:
-        raise CheckpointError(f"{path} is {path.stat().st_size / 2**20:.0f} MB: too large for a checkpoint")
-    ckpt = from_bytes(path.read_bytes(), str(path))
+    with _open_regular(path) as (f, size):
+        try:
+            data = f.read(size + 1)
+        except OSError as e:
+            raise CheckpointError(f"{path.name}: cannot read ({e.strerror})") from None
+    ckpt = from_bytes(data, path.name)
     ckpt.path = path
     return ckpt
 
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
-    """Only the model card (cheap: reads the header, builds no model)."""
+    """Only the model card (cheap: reads the header, builds no model). Raises CheckpointError."""
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if not 0 < n < 50 * 2**20:
-                raise ValueError("bad header length")
-            header = json.loads(f.read(n))
-        meta = (header.get("__metadata__") or {}) if isinstance(header, dict) else {}
-        if meta.get("format") != FORMAT:
-            raise ValueError("not an fmnist checkpoint")
-        card = json.loads(meta["card"])
-        if not isinstance(card, dict) or not isinstance(card.get("arch"), str):
-            raise ValueError("model card is not an object with an 'arch'")
-        return card
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: cannot read model card ({e})") from None
+    with _open_regular(path) as (f, size):
+        try:
+            prefix = f.read(8)
+            n = _header_length(prefix, size, path.name)
+            header = f.read(n)
+        except OSError as e:
+            raise CheckpointError(f"{path.name}: cannot read ({e.strerror})") from None
+    return _parse_header(header, path.name)[1]
 
 
 def list_checkpoints(directory: str | os.PathLike = CHECKPOINT_DIR) -> list[Path]:
-    """Checkpoint files in `directory`, sorted by name (temp files are skipped)."""
+    """Regular checkpoint files in `directory`, sorted by name (temp files, FIFOs, folders skipped)."""
     d = Path(directory)
-    return sorted(p for p in d.glob("*" + SUFFIX) if not p.name.startswith(".")) if d.is_dir() else []
+    try:
+        entries = list(os.scandir(d))
+    except OSError:
+        return []
+    out = []
+    for e in entries:
+        try:
+            if e.name.endswith(SUFFIX) and not e.name.startswith(".") and e.is_file():
+                out.append(Path(e.path))
+        except OSError:
+            continue
+    return sorted(out)
+
+
+def scan_cards(directory: str | os.PathLike = CHECKPOINT_DIR) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, card) of every readable checkpoint in `directory`. A file that fails in any way is
+    skipped: one bad file in a shared folder must not take the model list down for everyone."""
+    out = []
+    for p in list_checkpoints(directory):
+        try:
+            out.append((p, read_card(p)))
+        except Exception:  # anything at all: the file is simply not listed
+            continue
+    return out
 
 
 def build_card(result: Any, test: dict[str, Any] | None = None, command: str | None = None) -> dict[str, Any]:
@@ -273,17 +482,23 @@ def card_test_accuracy(card: dict[str, Any]) -> float | None:
 
 
 def save_trained(
-    result: Any, path: str | os.PathLike, command: str | None = None, **extra: Any
+    result: Any,
+    path: str | os.PathLike,
+    command: str | None = None,
+    *,
+    overwrite: bool = True,
+    limits: FolderLimits | None = None,
+    **extra: Any,
 ) -> tuple[Path, EvalResult]:
     """Round a finished run's weights to fp16, evaluate them on the test set, write the card.
 
     The UI and the CLI both save through here, so every card's test metrics describe exactly
-    the saved weights. Returns (path, EvalResult).
+    the saved weights. `overwrite` and `limits` are save_checkpoint's. Returns (path, EvalResult).
     """
     round_to_fp16(result.model)
     ev = evaluate_test(result.model, tta_flip=result.config.tta_flip)
     card = {**build_card(result, ev.card_metrics(), command), **extra}
-    return save_checkpoint(result.model, card, path), ev
+    return save_checkpoint(result.model, card, path, overwrite=overwrite, limits=limits), ev
 
 
 def build_ensemble(members: list[Checkpoint], vote: str = "soft") -> nn.Module:

@@ -29,7 +29,7 @@ from .checkpoints import (
 from .config import DEFAULT_PRESET, PRESETS, ConfigError, TrainConfig, explain_config, option_fields, trainable_models
 from .data import CLASSES, DatasetError, load_dataset
 from .evaluate import EvalResult, evaluate_test
-from .models import count_params, create_model, get_spec, list_models, param_count
+from .models import checked_model_size, count_params, get_spec, list_models, param_count
 from .preprocess import ImageError, preprocess
 from .runtime import predict_logits
 from .train import BatchEvent, DoneEvent, EpochEvent, iter_training
@@ -79,7 +79,7 @@ def _model_kwargs(text: str, arch: str) -> dict[str, Any]:
         kwargs = json.loads(text)
         if not isinstance(kwargs, dict):
             raise ValueError("not a JSON object")
-        create_model(arch, **kwargs)  # fail now, with the builder's own message
+        checked_model_size(arch, **kwargs)  # fail now, with the builder's own message, allocating nothing
     except Exception as e:  # any builder error becomes one line
         raise CLIError(f"--model-kwargs {text!r} rejected: {type(e).__name__}: {e}") from None
     return kwargs

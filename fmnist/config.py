@@ -16,7 +16,7 @@ import math
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
-from .models import get_spec, list_models
+from .models import ModelSizeError, checked_model_size, get_spec, list_models
 
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["constant", "onecycle", "cosine"]
@@ -77,7 +77,7 @@ class TrainConfig:
     arch: str = option("cnn2", "architecture", label="Architecture", cli=False)  # choices: trainable_models()
     model_kwargs: dict[str, Any] = option(help="architecture options, e.g. {'kernel_size': 5}", factory=dict, cli=False)
     epochs: int = option(10, "epochs to train", label="Epochs", lo=1, hi=1000)
-    batch_size: int = option(128, "images per batch", label="Batch size", lo=2, hi=65536)
+    batch_size: int = option(128, "images per batch", label="Batch size", lo=2, hi=2048)
     lr: float = option(
         1e-3, "learning rate (the peak for one-cycle)", label="Learning rate", lo=0, hi=100, open_lo=True
     )
@@ -114,6 +114,10 @@ class TrainConfig:
             raise ConfigError(f"arch: unknown model {self.arch!r}; valid: {', '.join(trainable_models())}")
         if not isinstance(self.model_kwargs, dict):
             raise ConfigError("model_kwargs must be a dict of architecture options")
+        try:
+            checked_model_size(self.arch, **self.model_kwargs)  # on the meta device: no memory spent
+        except ModelSizeError as e:
+            raise ConfigError(f"model_kwargs: {e}") from None
         for f, value in [*_described(self, ""), *_described(self.augment, "augment.")]:
             check(f, value)
 

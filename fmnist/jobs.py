@@ -160,6 +160,7 @@ class Job:
     last_seen: float = field(default_factory=time.monotonic)
     orphaned: float | None = None  # when its owner went away (None: present)
     stop_requested: float | None = None
+    saved_as: str | None = None  # the checkpoint its model was saved as: one save per run
     _proc: Any = None
     _events: Any = None
     _stop: Any = None

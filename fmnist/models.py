@@ -72,6 +72,35 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return get_spec(name).builder(**kwargs)
 
 
+MAX_PARAMS = 50_000_000  # 30x the ResNet; a 100 MB checkpoint. Bigger builds are refused before allocating.
+
+
+class ModelSizeError(ValueError):
+    """An architecture's options make a model too large, or its builder refuses them."""
+
+
+def checked_model_size(name: str, **kwargs: Any) -> int:
+    """Parameters and buffers of architecture `name` with `kwargs`, counted on the meta device.
+
+    Nothing is allocated, so `{"hidden": 10**9}` costs nothing to check. Training options and
+    checkpoint cards both pass through here before a real model is built.
+
+    Raises:
+        KeyError: unknown architecture.
+        ModelSizeError: the builder refuses the options, or the model is over MAX_PARAMS.
+    """
+    spec = get_spec(name)
+    try:
+        with torch.device("meta"):
+            model = spec.builder(**kwargs)
+    except Exception as e:  # any builder error, for any bad option, becomes one line
+        raise ModelSizeError(f"{name} cannot be built with {kwargs}: {type(e).__name__}: {str(e)[:160]}") from None
+    n = sum(t.numel() for t in [*model.parameters(), *model.buffers()])
+    if n > MAX_PARAMS:
+        raise ModelSizeError(f"{name} with {kwargs} has {n:,} parameters: over the limit of {MAX_PARAMS:,}")
+    return n
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -14,6 +14,7 @@ from app_support.training import (
     save_run,
     start_run,
 )
+from fmnist.checkpoints import CheckpointError
 from fmnist.jobs import format_wait
 
 st.title("Train a network")
@@ -99,17 +100,22 @@ def outcome(snap) -> None:
         res = snap.done.result
         st.success(f"**{snap.done.status.replace('_', ' ').capitalize()}.** {snap.done.message}")
         st.caption(f"`{label}` is now in the model picker for this session. Save it to keep it and share it.")
-        c1, c2 = st.columns([3, 1])
-        name = c1.text_input("Save as", value=label, key="tr_save_name", max_chars=64)
-        if c2.button("Save model", icon=":material/save:", key="tr_save"):
-            try:
-                path = save_run(run, name)
-                st.session_state[keys.TRAIN_FLASH] = (
-                    f"Saved to `{path}`. It is now selected in the model picker on every page."
-                )
-                st.rerun()
-            except (ValueError, FileExistsError, OSError) as e:
-                st.error(f"Could not save: {e}")
+        if run.saved_as:
+            st.caption(f":material/check_circle: Saved as **{run.saved_as}**: it is in the model picker for everyone.")
+        else:
+            c1, c2 = st.columns([3, 1])
+            name = c1.text_input("Save as", value=label, key="tr_save_name", max_chars=64)
+            if c2.button("Save model", icon=":material/save:", key="tr_save"):
+                try:
+                    saved = save_run(run, name)
+                    st.session_state[keys.TRAIN_FLASH] = (
+                        f"Saved as **{saved}**. It is now selected in the model picker on every page."
+                    )
+                    st.rerun()
+                except (ValueError, CheckpointError) as e:
+                    st.error(f"Could not save: {e}")
+                except OSError as e:  # its text holds the server's paths: only the reason is shown
+                    st.error(f"Could not save: the server could not write the file ({e.strerror or 'I/O error'}).")
         st.download_button(
             "Download checkpoint", download_bytes(run), file_name=f"{label}.safetensors",
             mime="application/octet-stream", key="tr_download", icon=":material/download:",
