@@ -302,7 +302,9 @@ def _parse_header(header: bytes, source: str) -> tuple[dict[str, Any], dict[str,
     try:
         obj = json.loads(header)
     except (ValueError, RecursionError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{source} is not a valid fmnist checkpoint: header is not JSON ({str(e)[:80]})") from None
+        raise CheckpointError(
+            f"{source} is not a valid fmnist checkpoint: header is not JSON ({str(e)[:80]})"
+        ) from None
     meta = obj.get("__metadata__") if isinstance(obj, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{source} is a safetensors file but not an fmnist checkpoint (no model card)")
@@ -322,7 +324,9 @@ def _parse_header(header: bytes, source: str) -> tuple[dict[str, Any], dict[str,
     try:
         checked_model_size(card["arch"], **card.get("kwargs", {}))  # on the meta device: allocates nothing
     except (KeyError, ModelSizeError) as e:
-        raise CheckpointError(f"{source}: cannot build {card['arch']!r} from its card ({str(e).strip(chr(39))})") from None
+        raise CheckpointError(
+            f"{source}: cannot build {card['arch']!r} from its card ({str(e).strip(chr(39))})"
+        ) from None
     return obj, card
 
 
