@@ -229,6 +229,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
             failed += 1
             continue
         logits = predict_logits(ckpt.model, pre.tensor(), tta_flip=ckpt.tta_flip)
+        if not bool(logits.isfinite().all()):  # NaN is not JSON, and not an answer
+            err(f"{path}: the model produced non-finite scores for this image")
+            failed += 1
+            continue
         probs = logits.softmax(1)[0].numpy()
         order = np.argsort(-probs)
         results.append(

@@ -123,6 +123,37 @@ def _context() -> Any:
 # ---------------------------------------------------------------- jobs
 
 
+MAX_CURVE_POINTS = 2000  # a live chart's batch points: 200 epochs at batch 16 would otherwise be 135k
+
+
+class Thinned:
+    """A growing series kept to at most `limit` evenly spaced points, plus always the latest one.
+
+    Every `stride`-th item is kept; when the kept list is full, every other one is dropped and the
+    stride doubles. Memory and every copy stay bounded however long the run.
+    """
+
+    def __init__(self, limit: int = MAX_CURVE_POINTS):
+        self.limit, self.stride, self.count = limit, 1, 0
+        self._kept: list[Any] = []
+        self.latest: Any = None
+
+    def append(self, item: Any) -> None:
+        self.latest = item
+        if self.count % self.stride == 0:
+            self._kept.append(item)
+            if len(self._kept) > self.limit:
+                self._kept = self._kept[::2]
+                self.stride *= 2
+        self.count += 1
+
+    def points(self) -> list[Any]:
+        """The kept points, ending with the latest item."""
+        if self._kept and self._kept[-1] is not self.latest:
+            return [*self._kept, self.latest]
+        return list(self._kept)
+
+
 @dataclass(frozen=True)
 class JobSnapshot:
     """A consistent copy of a job's progress, for drawing."""
@@ -153,7 +184,7 @@ class Job:
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None
     ended: float | None = None
-    batches: list[BatchEvent] = field(default_factory=list)
+    batches: Thinned = field(default_factory=Thinned)  # BatchEvents, thinned to MAX_CURVE_POINTS
     epochs: list[EpochEvent] = field(default_factory=list)
     done: DoneEvent | None = None
     error: str | None = None
@@ -249,7 +280,7 @@ class JobManager:
         with self._lock:
             position = self._queue.index(job) + 1 if job.state == "queued" else None
             return JobSnapshot(
-                state=job.state, batches=list(job.batches), epochs=list(job.epochs), done=job.done, error=job.error,
+                state=job.state, batches=job.batches.points(), epochs=list(job.epochs), done=job.done, error=job.error,
                 position=position, starts_in=self._starts_in(position) if position else None,
             )  # fmt: skip
 
@@ -390,7 +421,7 @@ class JobManager:
         typical = sum(self._durations) / len(self._durations) if self._durations else DEFAULT_RUN_S
         now = time.monotonic()
         slots = sorted(
-            max(0.0, j.batches[-1].eta) if j.batches else max(0.0, typical - (now - (j.started or now)))
+            max(0.0, j.batches.latest.eta) if j.batches.latest else max(0.0, typical - (now - (j.started or now)))
             for j in self._running
         )
         slots += [0.0] * (self.max_running - len(slots))

@@ -66,8 +66,8 @@ def read_bytes(source: str | os.PathLike | bytes | io.BytesIO) -> bytes:
     """A file's or buffer's bytes, refusing what is not a regular file or is over MAX_FILE_BYTES."""
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
-        if not p.is_file():  # also refuses FIFOs and devices, which would block or never end
-            raise ImageError(f"{p.name}: no such file")
+        if not p.is_file():  # FIFOs and devices would block or never end
+            raise ImageError(f"{p.name}: " + ("not a regular file" if p.exists() else "no such file"))
         if p.stat().st_size > MAX_FILE_BYTES:
             raise ImageError(f"{p.name}: file is over {MAX_FILE_BYTES // 2**20} MB")
         data = p.read_bytes()

@@ -262,3 +262,63 @@ def test_no_legacy_pages_folder():
     """A pages/ folder beside app.py switches Streamlit to its legacy multipage mode: deep links lose the sidebar."""
     assert not (ROOT / "pages").exists()
     assert {p.path for p in PAGES} == {f"views/{f.name}" for f in (ROOT / "views").glob("*.py")}
+
+
+def _trained_session(arch: str = "logreg") -> AppTest:
+    at = app()
+    goto(at, TRAIN)
+    at.selectbox(key="tr_student_arch").set_value(arch)
+    at.number_input(key="tr_student_epochs").set_value(1)
+    at.number_input(key="tr_student_subset").set_value(600)
+    at.button(key="tr_start").click().run()
+    assert at.session_state[keys.RUN].wait(TIMEOUT)
+    return at.run()
+
+
+def _save(at: AppTest, name: str) -> AppTest:
+    at.text_input(key="tr_save_name").set_value(name)
+    return at.button(key="tr_save").click().run()
+
+
+def test_save_conflict_quota_and_one_save_per_run(ckpt_dir, monkeypatch):
+    """Two students, one name: one wins, the other is told. A full folder says so. A run saves once."""
+    alice, bob = _trained_session(), _trained_session()
+    _save(alice, "our-model")
+    assert not alice.exception and (ckpt_dir / "our-model.safetensors").exists()
+    assert any("Saved as **our-model**" in s.value for s in alice.success)
+    assert not [b for b in alice.button if b.key == "tr_save"]  # one save per run
+    assert any("Saved as **our-model**" in c.value for c in alice.caption)
+    mine = (ckpt_dir / "our-model.safetensors").read_bytes()
+
+    _save(bob, "our-model")
+    assert not bob.exception and any("already exists" in e.value for e in bob.error)
+    assert (ckpt_dir / "our-model.safetensors").read_bytes() == mine  # Alice's model is untouched
+    monkeypatch.setenv("FMNIST_MAX_SAVED_MODELS", "1")  # Alice's model fills the folder
+    _save(bob, "bobs-model")
+    assert any("folder is full" in e.value for e in bob.error)
+    assert not (ckpt_dir / "bobs-model.safetensors").exists()
+    monkeypatch.delenv("FMNIST_MAX_SAVED_MODELS")
+    _save(bob, "bobs-model")
+    assert (ckpt_dir / "bobs-model.safetensors").exists()
+    for at in (alice, bob):
+        shown = text(at)
+        assert str(ckpt_dir) not in shown and str(ROOT) not in shown  # no server paths for visitors
+
+
+def test_bad_files_in_the_model_folder_do_not_take_pages_down(ckpt_dir):
+    import os
+
+    import torch
+    from safetensors.torch import save as st_save
+
+    from fmnist.checkpoints import FORMAT
+
+    deep = "[" * 100_000 + "]" * 100_000  # RecursionError in the sidebar before
+    (ckpt_dir / "deep.safetensors").write_bytes(st_save({"w": torch.zeros(1)}, {"format": FORMAT, "card": deep}))
+    os.mkfifo(ckpt_dir / "fifo.safetensors")
+    (ckpt_dir / "empty.safetensors").write_bytes(b"")
+    at = app()
+    for page in PAGES:
+        goto(at, page)
+        assert not at.exception
+        assert [o.split(" (")[0] for o in picker_options(at)] == ["quick"]

@@ -110,6 +110,8 @@ def test_ensemble_from_saved(trained, tmp_path, capsys):
         (["train", "--preset", "quick", "--arch", "cnn2"], "not both"),
         (["train", "--epochs", "0"], "epochs must be in [1, 1000]"),
         (["train", "--lr", "0", "--dry-run"], "lr must be in (0, 100]"),
+        (["train", "--batch-size", "65536", "--dry-run"], "batch_size must be in [2, 2048]"),
+        (["train", "--arch", "mlp", "--model-kwargs", '{"hidden": 1000000000}', "--dry-run"], "over the limit"),
     ],
 )
 def test_bad_input_one_line_no_traceback(args, msg):
@@ -179,3 +181,46 @@ def test_every_option_has_a_flag_with_its_default():
 def test_arch_takes_its_own_recipe(capsys):
     code, out = run_json(capsys, "train", "--arch", "quickcnn", "--dry-run")
     assert code == 0 and out["arch"] == "quickcnn" and out["checkpoint"] is None
+
+
+def test_predict_hostile_files_one_line_each(tmp_path, trained):
+    """A PostScript file named .png, a FIFO and an animated bomb: one clear line each, the good image still answered."""
+    import os
+
+    from PIL import Image
+
+    eps = tmp_path / "eps.png"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    good = tmp_path / "good.png"
+    img = Image.new("L", (64, 64), 0)
+    img.paste(255, (16, 8, 48, 56))
+    img.save(good)
+    r = subprocess.run(
+        [sys.executable, "-m", "fmnist", "predict", str(trained), str(eps), str(fifo), str(good), "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and "not a readable image" in lines[0] and "not a regular file" in lines[1]
+    out = json.loads(r.stdout)
+    assert out["failed"] == 2 and [p["image"] for p in out["predictions"]] == [str(good)]
+
+
+def test_predict_never_prints_nan(trained, tmp_path, capsys, monkeypatch):
+    import torch
+    from PIL import Image
+
+    import fmnist.cli as cli
+
+    monkeypatch.setattr(cli, "predict_logits", lambda *a, **k: torch.full((1, 10), float("nan")))
+    img = tmp_path / "x.png"
+    im = Image.new("L", (32, 32), 0)
+    im.paste(255, (8, 8, 24, 24))
+    im.save(img)
+    code = main(["predict", str(trained), str(img), "--json"])
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)  # valid JSON: no NaN in it
+    assert code == 1 and out["failed"] == 1 and out["predictions"] == []
+    assert "non-finite" in captured.err

@@ -140,3 +140,19 @@ def test_defaults_follow_the_cores(monkeypatch):
         default_max_running()
     assert threads_per_run(1, 2) == 2 and threads_per_run(2, 8) == 4 and threads_per_run(3, 2) == 1
     assert format_wait(12) == "about 10 s" and format_wait(200) == "about 4 min"
+
+
+def test_live_curve_points_stay_bounded_and_even():
+    """200 epochs at batch 16 send 135k batch events: the snapshot carries at most ~2,000 of them."""
+    from fmnist.jobs import MAX_CURVE_POINTS, Thinned
+
+    t = Thinned()
+    for i in range(135_000):
+        t.append(i)
+        if i in (10, 4_000):
+            assert t.points()[-1] == i  # the latest is always there: the progress bar is current
+    pts = t.points()
+    assert MAX_CURVE_POINTS // 2 <= len(pts) <= MAX_CURVE_POINTS + 1
+    assert pts[0] == 0 and pts[-1] == 134_999
+    gaps = {b - a for a, b in zip(pts[:-2], pts[1:-1])}
+    assert gaps == {t.stride}  # evenly spaced
