@@ -1,9 +1,13 @@
 # The two commands of the README. Both set everything up first and are safe to repeat.
-.PHONY: demo test lint bench screenshots setup mutants soak
+.PHONY: demo classroom test lint bench screenshots setup mutants soak
 
 demo:  ## set up, then run the app at http://localhost:8501
 	bash scripts/setup.sh
 	.venv/bin/streamlit run app.py
+
+classroom:  ## set up, then serve the app to the room (every address of this machine); see docs/DEPLOY.md
+	bash scripts/setup.sh
+	.venv/bin/streamlit run app.py --server.address 0.0.0.0
 
 test:  ## set up (with Chromium), then run the whole test suite
 	bash scripts/setup.sh --test

@@ -322,3 +322,70 @@ def test_bad_files_in_the_model_folder_do_not_take_pages_down(ckpt_dir):
         goto(at, page)
         assert not at.exception
         assert [o.split(" (")[0] for o in picker_options(at)] == ["quick"]
+
+
+def test_classroom_server_defaults():
+    """Visitors never see tracebacks (server paths), nor the Deploy/developer menu; loopback unless opened."""
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["client"]["showErrorDetails"] in ("type", "none")
+    assert cfg["client"]["toolbarMode"] in ("minimal", "viewer")
+    assert cfg["server"]["address"] == "127.0.0.1"
+    assert cfg["server"]["maxUploadSize"] <= 20 and cfg["server"]["maxMessageSize"] <= 50
+    assert "--server.address 0.0.0.0" in (ROOT / "Makefile").read_text()  # `make classroom` opens it to the room
+
+
+class _ForgedCanvas:
+    """What st_canvas returns, with a payload a tampered browser could send."""
+
+    def __init__(self, payload):
+        self.payload = payload
+
+    @property
+    def image_bytes(self):
+        if isinstance(self.payload, Exception):
+            raise self.payload
+        return self.payload
+
+
+def _fake_canvas(monkeypatch, payload) -> None:
+    """The Predict page imports st_canvas on each run: give it one that returns `payload`."""
+    import sys
+    import types
+
+    module = types.ModuleType("streamlit_drawable_canvas")
+    module.st_canvas = lambda **kw: _ForgedCanvas(payload)
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", module)
+
+
+@pytest.mark.parametrize(
+    "payload, shown",
+    [
+        (ValueError("not enough values to unpack"), "could not be read"),  # no ';base64,' in the data URL
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", "not a readable image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not a readable image"),
+        (None, "Draw something"),
+    ],
+    ids=["not-a-data-url", "eps", "junk-png", "nothing-drawn"],
+)
+def test_predict_forged_drawings_get_a_message(at, monkeypatch, payload, shown):
+    _fake_canvas(monkeypatch, payload)
+    goto(at, PREDICT)
+    at.radio(key="pr_source").set_value("Draw").run()
+    assert not at.exception
+    assert shown in text(at)
+
+
+def test_predict_drawing_bytes_are_classified(at, monkeypatch, ds):
+    """The canvas's PNG goes through fmnist.preprocess once and reaches the verdict."""
+    rgba = np.zeros((300, 300, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[..., :3] = np.asarray(Image.fromarray(ds.test_images[2].numpy()).resize((300, 300)))[..., None]  # a trouser
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    _fake_canvas(monkeypatch, buf.getvalue())
+    goto(at, PREDICT)
+    at.radio(key="pr_source").set_value("Draw").run()
+    assert not at.exception
+    assert "Trouser" in [m.value for m in at.markdown if m.value.startswith("###")][0]
