@@ -234,18 +234,20 @@ def test_two_sessions_never_share_a_run(ckpt_dir):
     assert any("this session" in o for o in picker_options(alice))
 
 
+def _trained_session(arch: str = "logreg") -> AppTest:
+    at = app()
+    goto(at, TRAIN)
+    at.selectbox(key="tr_student_arch").set_value(arch)
+    at.number_input(key="tr_student_epochs").set_value(1)
+    at.number_input(key="tr_student_subset").set_value(600)
+    at.button(key="tr_start").click().run()
+    assert at.session_state[keys.RUN].wait(TIMEOUT)
+    return at.run()
+
+
 def test_two_sessions_that_both_train_keep_their_own_models(ckpt_dir):
     """Each session's unsaved model is its own, even when both train (no shared store)."""
-    alice, bob = app(), app()
-    for at, arch in ((alice, "mlp"), (bob, "logreg")):
-        goto(at, TRAIN)
-        at.selectbox(key="tr_student_arch").set_value(arch)
-        at.number_input(key="tr_student_epochs").set_value(1)
-        at.number_input(key="tr_student_subset").set_value(600)
-        at.button(key="tr_start").click().run()
-        assert at.session_state[keys.RUN].wait(TIMEOUT)
-    alice.run()
-    bob.run()
+    alice, bob = _trained_session("mlp"), _trained_session("logreg")
     assert [o for o in picker_options(alice) if "this session" in o] == ["mlp-run1 (this session, unsaved)"]
     assert [o for o in picker_options(bob) if "this session" in o] == ["logreg-run1 (this session, unsaved)"]
 
@@ -262,17 +264,6 @@ def test_no_legacy_pages_folder():
     """A pages/ folder beside app.py switches Streamlit to its legacy multipage mode: deep links lose the sidebar."""
     assert not (ROOT / "pages").exists()
     assert {p.path for p in PAGES} == {f"views/{f.name}" for f in (ROOT / "views").glob("*.py")}
-
-
-def _trained_session(arch: str = "logreg") -> AppTest:
-    at = app()
-    goto(at, TRAIN)
-    at.selectbox(key="tr_student_arch").set_value(arch)
-    at.number_input(key="tr_student_epochs").set_value(1)
-    at.number_input(key="tr_student_subset").set_value(600)
-    at.button(key="tr_start").click().run()
-    assert at.session_state[keys.RUN].wait(TIMEOUT)
-    return at.run()
 
 
 def _save(at: AppTest, name: str) -> AppTest:
