@@ -7,10 +7,12 @@ Bad input of any kind ends with a one-line error on stderr and a non-zero exit, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,35 @@ def default_out(base: str) -> Path:
     return CHECKPOINT_DIR / f"{base}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
 
 
+@contextlib.contextmanager
+def training_events(cfg: TrainConfig, data: Any, ray_address: str | None, quiet: bool) -> Iterator[Iterator[Any]]:
+    """The run's events: trained here, or on the Ray cluster at `ray_address` (weights come back here)."""
+    if not ray_address:
+        try:
+            yield iter_training(cfg, data)
+        except KeyboardInterrupt:
+            raise CLIError("interrupted: nothing was saved") from None
+        return
+    from .jobs import JobFailed, JobManager, follow
+    from .ray_backend import RayBackend
+
+    try:
+        manager = JobManager(backend=RayBackend(ray_address), heartbeat_s=None)
+    except ConnectionError as e:
+        raise CLIError(str(e)) from None
+    job = manager.submit(cfg, label=f"{cfg.arch}-cli")
+    if not quiet:
+        print(f"submitted to the Ray cluster at {ray_address}; pending until it has room", file=sys.stderr)
+    try:
+        yield follow(job)
+    except JobFailed as e:
+        raise CLIError(f"the run failed on the cluster: {e}") from None
+    except KeyboardInterrupt:
+        raise CLIError("interrupted: the run was stopped on the cluster, nothing was saved") from None
+    finally:
+        manager.shutdown()
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     cfg, origin = build_config(a)
     if a.show_config:
@@ -148,13 +179,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     wall0 = time.perf_counter()
     progress = Progress(a.json)
     result = None
-    try:
-        for ev in iter_training(cfg, data):
+    with training_events(cfg, data, a.ray, progress.quiet) as events:
+        for ev in events:
             progress(ev)
             if isinstance(ev, DoneEvent):
                 result = ev.result
-    except KeyboardInterrupt:
-        raise CLIError("interrupted: nothing was saved") from None
     wall = time.perf_counter() - wall0
     assert result is not None
     summary: dict[str, Any] = {
@@ -346,6 +375,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="checkpoint path (default: checkpoints/<preset>-<time>.safetensors)")
     t.add_argument("--force", action="store_true", help="replace an existing --out file")
     t.add_argument("--dry-run", action="store_true", help="1 epoch on 512 images, save nothing (smoke test)")
+    t.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="train on the Ray cluster at ADDRESS (host:port) and save here (README: A lab of PCs)",
+    )
     t.add_argument(
         "--show-config", action="store_true", help="print the resolved options and their origin; train nothing"
     )

@@ -8,7 +8,9 @@
 A worker process runs `fmnist.train.iter_training` and sends its events back through a
 multiprocessing queue; the manager's pump thread collects them, starts queued jobs as slots free
 up, and reaps finished workers, so a run's memory goes with its process. Nothing here knows of
-Streamlit. The interface (submit / snapshot / stop / position) is the seam for other backends.
+Streamlit. Where runs train is a backend: `LocalBackend` (worker processes here, the default) or
+`fmnist.ray_backend.RayBackend` (a Ray cluster; `backend_from_env`). `follow(job)` yields a job's
+events as `iter_training` does, so the CLI prints a cluster run like a local one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import threading
 import time
 import types
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -79,23 +82,31 @@ class _Finished:
     state: bytes | None  # safetensors bytes of the final weights; None when diverged
 
 
-def _worker(cfg: TrainConfig, threads: int, events: Any, stop: Any) -> None:
-    """Body of a worker process: train, send every event, then the weights; errors as one line."""
-    from .train import iter_training  # imported here, in the child
+def run_training(cfg: TrainConfig, put: Any, stop: Any, data: Any = None) -> None:
+    """Train `cfg`, handing every event to `put`, then the weights; errors become one ("error", line).
 
-    if hasattr(os, "nice"):
-        os.nice(WORKER_NICE)
-    torch.set_num_threads(threads)
+    The body of every backend's worker: a local process here, a Ray actor in fmnist.ray_backend.
+    """
+    from .train import iter_training  # imported in the worker
+
     try:
-        for ev in iter_training(cfg, stop=stop):
+        for ev in iter_training(cfg, data, stop=stop):
             if isinstance(ev, DoneEvent):
                 model = ev.result.model
                 state = None if model is None else st_save({k: v.contiguous() for k, v in model.state_dict().items()})
-                events.put(_Finished(replace(ev, result=replace(ev.result, model=None)), state))
+                put(_Finished(replace(ev, result=replace(ev.result, model=None)), state))
             else:
-                events.put(ev)
+                put(ev)
     except Exception as e:  # surfaced as the job's error, never a silent dead worker
-        events.put(("error", f"{type(e).__name__}: {e}"))
+        put(("error", f"{type(e).__name__}: {e}"))
+
+
+def _worker(cfg: TrainConfig, threads: int, events: Any, stop: Any) -> None:
+    """Body of a local worker process: low priority, `threads` torch threads, events into a queue."""
+    if hasattr(os, "nice"):
+        os.nice(WORKER_NICE)
+    torch.set_num_threads(threads)
+    run_training(cfg, events.put, stop)
 
 
 @contextlib.contextmanager
@@ -118,6 +129,66 @@ def _context() -> Any:
         ctx.set_forkserver_preload(["fmnist.train"])
         return ctx
     return mp.get_context("spawn")
+
+
+class LocalBackend:
+    """Each run in a worker process on this machine; the manager's queue decides when it starts.
+
+    A backend starts a job's worker, polls its messages without blocking, asks it to stop, kills
+    it and releases it. fmnist.ray_backend.RayBackend is the other one.
+    """
+
+    name = "local"
+    queues_itself = False  # the manager's FIFO queue and max_running decide what runs
+
+    def __init__(self) -> None:
+        self._ctx = _context()
+
+    def start(self, job: Job, threads: int) -> None:
+        job._events, job._stop = self._ctx.Queue(), self._ctx.Event()
+        job._proc = self._ctx.Process(
+            target=_worker, args=(job.config, threads, job._events, job._stop), name=f"fmnist-job-{job.id}",
+            daemon=True,
+        )  # fmt: skip
+        with _plain_main():
+            job._proc.start()
+        job.placed = True
+
+    def poll(self, job: Job) -> tuple[list[Any], str | None]:
+        """(messages so far, why the worker is gone or None while it lives)."""
+        alive = job._proc.is_alive()  # before draining: a worker that exited has flushed everything it sent
+        msgs: list[Any] = []
+        try:
+            while True:
+                msgs.append(job._events.get_nowait())
+        except queue.Empty:
+            pass
+        except (EOFError, OSError, ValueError) as e:  # a broken pipe from a killed worker
+            return msgs, f"lost contact with the worker ({type(e).__name__})"
+        return msgs, None if alive else f"the worker ended (exit code {job._proc.exitcode})"
+
+    def request_stop(self, job: Job) -> None:
+        job._stop.set()
+
+    def alive(self, job: Job) -> bool:
+        return job._proc is not None and job._proc.is_alive()
+
+    def kill(self, job: Job) -> None:
+        if job._proc.is_alive():
+            job._proc.kill()
+
+    def release(self, job: Job) -> None:
+        job._proc.join(5)
+        if job._proc.is_alive():
+            job._proc.kill()
+            job._proc.join(5)
+        job._proc.close()
+        job._events.close()
+        job._events.join_thread()
+        job._proc = job._events = job._stop = None
+
+    def close(self) -> None:
+        pass
 
 
 # ---------------------------------------------------------------- jobs
@@ -165,6 +236,7 @@ class JobSnapshot:
     error: str | None
     position: int | None  # 1-based place in the queue; None once started
     starts_in: float | None  # estimated seconds until a queued job starts
+    pending: bool = False  # handed to a cluster that has not placed it yet
 
     @property
     def active(self) -> bool:
@@ -192,7 +264,8 @@ class Job:
     orphaned: float | None = None  # when its owner went away (None: present)
     stop_requested: float | None = None
     saved_as: str | None = None  # the checkpoint its model was saved as: one save per run
-    _proc: Any = None
+    placed: bool = False  # its worker exists (a cluster may keep a run pending until it has room)
+    _proc: Any = None  # the backend's handles
     _events: Any = None
     _stop: Any = None
 
@@ -227,6 +300,9 @@ class JobManager:
             unless the owner comes back (`touch`).
         heartbeat_s: a job not touched for this long is treated as orphaned (a tab that vanished
             without a goodbye). None disables it.
+        backend: where runs train: LocalBackend() (default), or fmnist.ray_backend.RayBackend
+            (see `backend_from_env`). A cluster backend queues runs itself: they start at once here
+            and stay pending (`JobSnapshot.pending`) until the cluster places them.
     """
 
     def __init__(
@@ -235,12 +311,17 @@ class JobManager:
         threads: int | None = None,
         orphan_grace_s: float = 60.0,
         heartbeat_s: float | None = 180.0,
+        backend: Any = None,
     ):
-        self.max_running = max_running or default_max_running()
-        self.threads = threads or threads_per_run(self.max_running)
+        self.backend = backend or LocalBackend()
+        if self.backend.queues_itself:  # a cluster's scheduler is the queue: hand every run to it
+            self.max_running = max_running or int(os.environ.get("FMNIST_MAX_TRAININGS") or 1000)
+            self.threads = threads or self.backend.cpus_per_run
+        else:
+            self.max_running = max_running or default_max_running()
+            self.threads = threads or threads_per_run(self.max_running)
         self.orphan_grace_s = orphan_grace_s
         self.heartbeat_s = heartbeat_s
-        self._ctx = _context()
         self._ids = itertools.count(1)
         self._queue: deque[Job] = deque()
         self._running: list[Job] = []
@@ -273,7 +354,10 @@ class JobManager:
                 self._end(job, "cancelled")
             elif job.state == "running" and job.stop_requested is None:
                 job.stop_requested = time.monotonic()
-                job._stop.set()
+                if job.placed:
+                    self.backend.request_stop(job)
+                else:  # still pending on the cluster: nothing has trained, nothing to keep
+                    self._kill(job, "cancelled", "left the cluster's queue")
         self._wake.set()
 
     def snapshot(self, job: Job) -> JobSnapshot:
@@ -282,6 +366,7 @@ class JobManager:
             return JobSnapshot(
                 state=job.state, batches=job.batches.points(), epochs=list(job.epochs), done=job.done, error=job.error,
                 position=position, starts_in=self._starts_in(position) if position else None,
+                pending=job.state == "running" and not job.placed,
             )  # fmt: skip
 
     def active_job(self, owner: str) -> Job | None:
@@ -309,7 +394,8 @@ class JobManager:
         with self._lock:
             return {
                 "max_running": self.max_running, "threads_per_run": self.threads, "running": len(self._running),
-                "queued": len(self._queue), "workers_alive": sum(j._proc is not None and j._proc.is_alive() for j in self._running),
+                "queued": len(self._queue), "workers_alive": sum(self.backend.alive(j) for j in self._running),
+                "backend": self.backend.name,
             }  # fmt: skip
 
     def shutdown(self, timeout: float = STOP_GRACE_S) -> None:
@@ -327,6 +413,10 @@ class JobManager:
         with self._lock:
             for j in list(self._running):
                 self._kill(j, "cancelled", "shut down")
+        self._wake.set()
+        if threading.current_thread() is not self._pump:
+            self._pump.join(5)  # it may be polling the backend: let it finish before the backend closes
+        self.backend.close()
 
     # ------------------------------------------------------------ the pump thread
 
@@ -344,41 +434,32 @@ class JobManager:
                     return
 
     def _start(self, job: Job) -> None:
-        job._events, job._stop = self._ctx.Queue(), self._ctx.Event()
-        job._proc = self._ctx.Process(
-            target=_worker, args=(job.config, self.threads, job._events, job._stop), name=f"fmnist-job-{job.id}",
-            daemon=True,
-        )  # fmt: skip
-        with _plain_main():
-            job._proc.start()
+        try:
+            self.backend.start(job, self.threads)
+        except Exception as e:  # e.g. the cluster went away: the run fails with the reason, the server goes on
+            job.error = f"could not start the run on the {self.backend.name} backend: {type(e).__name__}: {e}"
+            self._end(job, "failed")
+            return
         job.state, job.started = "running", time.monotonic()
         self._running.append(job)
 
     def _drain(self, job: Job) -> None:
-        """Collect the worker's events; end the job when its result arrived or its process died."""
-        alive = job._proc.is_alive()  # before draining: a worker that exited has flushed everything it sent
-        try:
-            while True:
-                msg = job._events.get_nowait()
-                if isinstance(msg, BatchEvent):
-                    job.batches.append(msg)
-                elif isinstance(msg, EpochEvent):
-                    job.epochs.append(msg)
-                elif isinstance(msg, _Finished):
-                    job.done = _with_model(msg)
-                    self._reap(job, "finished")
-                    return
-                else:  # ("error", message)
-                    self._kill(job, "failed", msg[1])
-                    return
-        except queue.Empty:
-            pass
-        except (EOFError, OSError, ValueError) as e:  # a broken pipe from a killed worker
-            self._kill(job, "failed", f"lost contact with the worker ({type(e).__name__})")
-            return
-        if not alive:
-            code = job._proc.exitcode
-            self._kill(job, "cancelled" if job.stop_requested else "failed", f"the worker ended (exit code {code})")
+        """Collect the worker's events; end the job when its result arrived or its worker is gone."""
+        msgs, gone = self.backend.poll(job)
+        for msg in msgs:
+            if isinstance(msg, BatchEvent):
+                job.batches.append(msg)
+            elif isinstance(msg, EpochEvent):
+                job.epochs.append(msg)
+            elif isinstance(msg, _Finished):
+                job.done = _with_model(msg)
+                self._reap(job, "finished")
+                return
+            else:  # ("error", message)
+                self._kill(job, "failed", msg[1])
+                return
+        if gone:
+            self._kill(job, "cancelled" if job.stop_requested else "failed", gone)
         elif job.stop_requested and time.monotonic() - job.stop_requested > STOP_GRACE_S:
             self._kill(job, "cancelled", "stopped")
 
@@ -393,27 +474,19 @@ class JobManager:
                 self.stop(job)
 
     def _reap(self, job: Job, state: JobState) -> None:
-        job._proc.join(5)
-        if job._proc.is_alive():
-            job._proc.kill()
-            job._proc.join(5)
-        job._proc.close()
-        job._events.close()
-        job._events.join_thread()
+        self.backend.release(job)
         self._running.remove(job)
         if state == "finished" and job.started is not None:
             self._durations.append(time.monotonic() - job.started)
         self._end(job, state)
 
     def _kill(self, job: Job, state: JobState, reason: str) -> None:
-        if job._proc.is_alive():
-            job._proc.kill()
+        self.backend.kill(job)
         job.error = job.error or (None if state == "cancelled" else reason)
         self._reap(job, state)
 
     def _end(self, job: Job, state: JobState) -> None:
         job.state, job.ended = state, time.monotonic()
-        job._proc = job._events = job._stop = None
         self._wake.set()
 
     def _starts_in(self, position: int) -> float:
@@ -429,6 +502,34 @@ class JobManager:
             slots[0] += typical
             slots.sort()
         return slots[0]
+
+
+class JobFailed(RuntimeError):
+    """A followed job failed or was cancelled; the message says why."""
+
+
+def follow(job: Job, poll_s: float = 0.1) -> Iterator[Any]:
+    """A job's events as they arrive, as `fmnist.train.iter_training` yields them: the latest
+    BatchEvent whenever there is a new one, each EpochEvent, then the DoneEvent.
+
+    Raises:
+        JobFailed: the job failed or was cancelled (its error as the message).
+    """
+    last_batch, epochs_seen = None, 0
+    while True:
+        snap = job.snapshot()
+        batch = job.batches.latest
+        if batch is not None and batch is not last_batch:
+            last_batch = batch
+            yield batch
+        yield from snap.epochs[epochs_seen:]
+        epochs_seen = len(snap.epochs)
+        if snap.done is not None:
+            yield snap.done
+            return
+        if not snap.active:
+            raise JobFailed(snap.error or f"the run was {snap.state}")
+        time.sleep(poll_s)
 
 
 def _with_model(msg: _Finished) -> DoneEvent:

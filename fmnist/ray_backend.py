@@ -1,0 +1,190 @@
+"""Training on a Ray cluster: a lab of PCs as one pool, behind the same JobManager interface.
+
+    manager = JobManager(backend=RayBackend("10.0.0.5:6379"))   # or backend_from_env()
+    job = manager.submit(cfg, owner="tab-1")    # pending until the cluster places it, then running
+
+Each run is a Ray actor that reserves `cpus_per_run` CPUs (or one GPU when the cluster has GPUs)
+and runs `fmnist.jobs.run_training` in a thread; the manager polls it without blocking, so events
+reach the page as they do from a local worker. Ray's scheduler is the queue. The `fmnist` package
+travels with each run (`runtime_env.py_modules`), so a lab PC needs only the Python packages. The
+dataset is read from the worker's own disk where it is installed, otherwise from Ray's object
+store, where the server puts it once. The trained weights come back to the server, which saves
+them with the usual atomic checkpoint code.
+
+Nothing imports `ray` unless this backend is used. Security: a Ray cluster runs any code sent to it.
+Bind the head to the lab network, keep Ray's token authentication on, and never expose the
+dashboard or the client port publicly (README, "A lab of PCs").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+from .jobs import Job, LocalBackend
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+_CONNECTION = threading.Lock()
+_USERS = 0  # RayBackends of this process sharing its one Ray connection
+
+
+def _actor_class(ray: Any) -> Any:
+    """The remote actor class (built on first use, so importing this module needs no ray)."""
+
+    class RayRun:
+        """One training run on a cluster node: trains in a thread; poll() hands over its events."""
+
+        def __init__(self, cfg: TrainConfig, threads: int, data_box: list, local_data: bool) -> None:
+            import torch
+
+            from .data import DatasetError, load_dataset
+            from .jobs import run_training
+
+            torch.set_num_threads(threads)
+            data = None
+            if local_data:
+                with contextlib.suppress(DatasetError):
+                    data = load_dataset()  # this node's own copy, where it has one
+            if data is None:
+                data = ray.get(data_box[0])  # from the object store: the server put it there once
+            self._events: deque = deque()
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=run_training, args=(cfg, self._events.append, self._stop, data), daemon=True
+            )
+            self._thread.start()
+
+        def poll(self) -> list:
+            out = []
+            while self._events:
+                out.append(self._events.popleft())
+            return out
+
+        def stop(self) -> None:
+            self._stop.set()
+
+        def where(self) -> tuple[str, int]:
+            """(node address, process id) of this run's worker."""
+            return ray.util.get_node_ip_address(), os.getpid()
+
+    return ray.remote(RayRun)
+
+
+class RayBackend:
+    """Runs each job as a Ray actor on the cluster at `address` ("host:port", or "auto")."""
+
+    name = "ray"
+    queues_itself = True
+
+    def __init__(self, address: str, cpus_per_run: int | None = None, local_data: bool = True) -> None:
+        """
+        Args:
+            address: the head's "host:port".
+            cpus_per_run: CPUs each run reserves ($FMNIST_RAY_CPUS_PER_RUN, default 2).
+            local_data: let a node read its own copy of the dataset; False always sends the
+                server's copy through the object store (as for a node without the package).
+        """
+        # Keep token authentication on (Ray 2.60 turns it on for clusters it starts; a driver joining
+        # one must send the token too: ~/.ray/auth_token, or $RAY_AUTH_TOKEN / $RAY_AUTH_TOKEN_PATH).
+        # Ray reads the mode when it is imported.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        import ray  # the only place the project imports ray
+
+        self.ray = ray
+        self.address = address
+        self.cpus_per_run = cpus_per_run or int(os.environ.get("FMNIST_RAY_CPUS_PER_RUN", "2"))
+        self.local_data = local_data
+        with _CONNECTION:
+            self._connect(ray, address)
+        self._actor = _actor_class(ray)
+        self._data_ref: Any = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _connect(ray: Any, address: str) -> None:
+        """One connection per process, shared by every RayBackend in it (counted, see close())."""
+        global _USERS
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=address, runtime_env={"py_modules": [str(PACKAGE_DIR)]}, log_to_driver=False,
+                    logging_level="ERROR",
+                )  # fmt: skip
+            except Exception as e:  # ConnectionError, auth errors, ...: one line for the user
+                raise ConnectionError(f"cannot reach the Ray cluster at {address}: {type(e).__name__}: {e}") from None
+        _USERS += 1
+
+    def _data_box(self) -> list:
+        """[ObjectRef of the dataset], put into the object store once (a list: Ray passes it unresolved)."""
+        with self._lock:
+            if self._data_ref is None:
+                from .data import load_dataset
+
+                self._data_ref = self.ray.put(load_dataset())
+            return [self._data_ref]
+
+    def _resources(self) -> dict[str, Any]:
+        gpus = self.ray.cluster_resources().get("GPU", 0)
+        return {"num_cpus": self.cpus_per_run, "num_gpus": 1 if gpus else 0}
+
+    def start(self, job: Job, threads: int) -> None:
+        actor = self._actor.options(name=None, max_restarts=0, **self._resources()).remote(
+            job.config, threads, self._data_box(), self.local_data
+        )
+        job._proc = actor
+        job._events = actor.poll.remote()  # the outstanding poll; answered once the actor is placed
+        job.placed = False
+
+    def poll(self, job: Job) -> tuple[list[Any], str | None]:
+        ray = self.ray
+        ready, _ = ray.wait([job._events], timeout=0)
+        if not ready:
+            return [], None
+        try:
+            msgs = ray.get(job._events)
+        except ray.exceptions.RayActorError as e:
+            return [], f"the run's worker on the cluster died ({_first_line(e)})"
+        except ray.exceptions.RayError as e:
+            return [], f"lost contact with the cluster ({type(e).__name__}: {_first_line(e)})"
+        job.placed = True
+        job._events = job._proc.poll.remote()
+        return msgs, None
+
+    def request_stop(self, job: Job) -> None:
+        job._proc.stop.remote()
+
+    def alive(self, job: Job) -> bool:
+        return job._proc is not None
+
+    def kill(self, job: Job) -> None:
+        if job._proc is not None:
+            self.ray.kill(job._proc, no_restart=True)
+
+    def release(self, job: Job) -> None:
+        if job._proc is not None:
+            self.ray.kill(job._proc, no_restart=True)  # the actor's CPUs go back to the pool
+        job._proc = job._events = None
+
+    def close(self) -> None:
+        """Disconnect from the cluster when the last backend of this process closes."""
+        global _USERS
+        with _CONNECTION:
+            _USERS -= 1
+            if _USERS == 0:
+                self.ray.shutdown()
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return (lines[0] if lines else type(e).__name__)[:160]
+
+
+def backend_from_env(address: str | None = None) -> Any:
+    """RayBackend(address or $FMNIST_RAY_ADDRESS) when one is given, else the local process backend."""
+    address = address or os.environ.get("FMNIST_RAY_ADDRESS")
+    return RayBackend(address) if address else LocalBackend()
