@@ -128,9 +128,13 @@ def job_manager() -> JobManager:
     """The server's one job manager: runs train in worker processes, FMNIST_MAX_TRAININGS at once.
 
     A closed tab's run is cancelled after FMNIST_ORPHAN_GRACE_S seconds (default 60): a dropped
-    connection that comes back within that time keeps its run.
+    connection that comes back within that time keeps its run. With FMNIST_RAY_ADDRESS set, runs
+    train on that Ray cluster instead (README: A lab of PCs).
     """
-    return JobManager(orphan_grace_s=float(os.environ.get("FMNIST_ORPHAN_GRACE_S", "60")))
+    from fmnist.ray_backend import backend_from_env  # imports ray only when FMNIST_RAY_ADDRESS is set
+
+    grace = float(os.environ.get("FMNIST_ORPHAN_GRACE_S", "60"))
+    return JobManager(orphan_grace_s=grace, backend=backend_from_env())
 
 
 def owner() -> str:
@@ -194,6 +198,8 @@ def run_status() -> None:
             st.caption(
                 f":material/hourglass_top: Your run: queued, position {snap.position} ({format_wait(snap.starts_in)})"
             )
+        elif snap.pending:
+            st.caption(":material/hourglass_top: Your run: pending on the cluster")
         elif snap.active:
             last = snap.batches[-1] if snap.batches else None
             where = f"epoch {last.epoch}/{job.config.epochs}, {last.progress:.0%}" if last else "starting"

@@ -1,4 +1,4 @@
-"""Command line: python -m fmnist {models,data,train,evaluate,predict,ensemble,bench,download}.
+"""Command line: python -m fmnist {models,data,train,sweep,evaluate,predict,ensemble,bench,download}.
 
 Plain text for people; --json prints exactly one JSON object on stdout for scripts.
 Bad input of any kind ends with a one-line error on stderr and a non-zero exit, no traceback.
@@ -25,10 +25,20 @@ from .checkpoints import (
     load_checkpoint,
     make_ensemble,
     round_to_fp16,
+    sanitize_name,
     save_checkpoint,
     save_trained,
 )
-from .config import DEFAULT_PRESET, PRESETS, ConfigError, TrainConfig, explain_config, option_fields, trainable_models
+from .config import (
+    DEFAULT_PRESET,
+    PRESETS,
+    ConfigError,
+    TrainConfig,
+    explain_config,
+    make_config,
+    option_fields,
+    trainable_models,
+)
 from .data import CLASSES, DatasetError, load_dataset
 from .evaluate import EvalResult, evaluate_test
 from .models import checked_model_size, count_params, get_spec, list_models, param_count
@@ -163,6 +173,69 @@ def training_events(cfg: TrainConfig, data: Any, ray_address: str | None, quiet:
         raise CLIError("interrupted: the run was stopped on the cluster, nothing was saved") from None
     finally:
         manager.shutdown()
+
+
+def make_manager(ray_address: str | None) -> Any:
+    """A JobManager here (local worker processes), or on the Ray cluster at `ray_address`."""
+    from .jobs import JobManager
+
+    if not ray_address:
+        return JobManager(heartbeat_s=None)
+    from .ray_backend import RayBackend
+
+    try:
+        return JobManager(backend=RayBackend(ray_address), heartbeat_s=None)
+    except ConnectionError as e:
+        raise CLIError(str(e)) from None
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from .sweep import SweepError, SweepSpec, check_spec, parse_param, run_sweep
+
+    fixed = {k: v for k, v in _option_overrides(a).items() if v is not None}
+    if a.arch:
+        fixed["arch"] = a.arch
+    if a.arch and a.preset:
+        raise CLIError("give an architecture or a preset, not both")
+    if a.model_kwargs:
+        fixed["model_kwargs"] = _model_kwargs(a.model_kwargs, a.arch or make_config(preset=a.preset).arch)
+    try:
+        params = [parse_param(t) for t in a.param or []]
+        spec = SweepSpec(
+            study="", params=params, trials=a.trials, fixed=fixed, preset=a.preset, resume=a.resume, pruner=a.pruner,
+            seed=a.sampler_seed,
+        )  # fmt: skip
+        spec.study = a.study or f"{spec.arch}-sweep"
+        spec.storage = a.storage or spec.storage
+        spec.save_to = a.out or CHECKPOINT_DIR / f"sweep-{sanitize_name(spec.study)}.safetensors"
+        check_spec(spec)
+    except SweepError as e:
+        raise CLIError(str(e)) from None
+    load_dataset(a.data_dir)  # a missing dataset stops here, with instructions
+
+    def line(t: dict) -> None:
+        if not a.json:
+            value = "-" if t["value"] is None else f"{t['value']:.4f}"
+            print(f"trial {t['number']:>3}  {t['state']:<8} {value:>7}  after {t['epochs']} epoch(s)  {t['params']}")
+
+    manager = make_manager(a.ray)
+    try:
+        result = run_sweep(spec, manager, on_trial=line)
+    except SweepError as e:
+        raise CLIError(str(e)) from None
+    except KeyboardInterrupt:
+        raise CLIError("interrupted: the finished trials are in the study; --resume continues it") from None
+    finally:
+        manager.shutdown()
+    if a.json:
+        emit_json(result)
+    else:
+        best = result["best"]
+        print(f"\nstudy {result['study']!r}: {len(result['trials'])} trials in {spec.storage}")
+        if best:
+            print(f"best: trial {best['number']}, validation accuracy {best['value']:.4f}, {best['params']}")
+            print(f"its model: {result['checkpoint']}")
+    return 0 if result["best"] else 1
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -383,6 +456,28 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--show-config", action="store_true", help="print the resolved options and their origin; train nothing"
     )
+
+    sw = add("sweep", cmd_sweep, "search hyperparameters with Optuna; every trial is a training run")
+    sw.epilog = (
+        "Every training option fixes that setting for all trials; --param searches one. Examples: "
+        "--param lr=1e-4:1e-1:log  --param batch_size=64,128,256  --param optimizer=adam,sgd. "
+        "The study is stored (SQLite under runs/ unless --storage), so --resume adds trials to it."
+    )
+    sw.add_argument("--arch", help="the architecture to tune (its public recipe is the base)")
+    sw.add_argument("--preset", help=f"base recipe preset: {', '.join(PRESETS)}")
+    sw.add_argument("--model-kwargs", help="architecture options as JSON")
+    sw.add_argument("--param", action="append", metavar="NAME=LOW:HIGH[:log]|NAME=A,B,C", help="search this option")
+    sw.add_argument("--trials", type=positive_int, default=12, help="trials to run (default 12)")
+    sw.add_argument("--study", help="study name (default: ARCH-sweep)")
+    sw.add_argument(
+        "--storage", help="Optuna storage URL (default: sqlite under runs/; PostgreSQL for several servers)"
+    )
+    sw.add_argument("--resume", action="store_true", help="add trials to an existing study")
+    sw.add_argument("--pruner", choices=["median", "halving"], default="median", help="stop poor trials early")
+    sw.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler")
+    sw.add_argument("--out", help="the best trial's checkpoint (default: checkpoints/sweep-STUDY.safetensors)")
+    sw.add_argument("--ray", metavar="ADDRESS", help="run the trials on the Ray cluster at ADDRESS")
+    add_option_flags(sw)
 
     e = add("evaluate", cmd_evaluate, "test-set metrics, per-class table and confusion matrix of a checkpoint")
     e.add_argument("checkpoint")

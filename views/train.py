@@ -35,7 +35,7 @@ if c1.button(
 ):
     run = start_run(cfg)
     active = True
-queued = active and run.snapshot().state == "queued"
+queued = active and (run.snapshot().state == "queued" or run.snapshot().pending)
 if c2.button("Leave the queue" if queued else "Stop", icon=":material/stop:", disabled=not active, key="tr_stop"):
     run.stop()
 
@@ -69,6 +69,13 @@ def _live_view() -> None:
             text=f"{run.label}: epoch {last.epoch}/{run.config.epochs}, batch {last.batch}/{last.batches} | "
             f"{last.images_per_s:,.0f} images/s | elapsed {last.elapsed:.0f}s | ETA {last.eta:.0f}s",
         )
+    elif snap.pending:
+        st.progress(0.0, text=f"{run.label}: pending on the cluster")
+        st.info(
+            "**Pending on the cluster.** Every computer of the lab is busy; Ray starts your run as soon as one "
+            "has room.",
+            icon=":material/hourglass_top:",
+        )
     elif snap.state == "running":
         st.progress(0.0, text=f"{run.label}: starting the worker ...")
     if snap.epochs:
@@ -78,7 +85,7 @@ def _live_view() -> None:
         m[1].metric("Train accuracy", f"{e.train_acc:.2%}")
         m[2].metric("Validation accuracy", f"{e.val_acc:.2%}")
         m[3].metric("Validation loss", f"{e.val_loss:.4f}")
-    if snap.state != "queued":
+    if snap.state != "queued" and not snap.pending:
         history = [vars(e) for e in snap.epochs]
         st.plotly_chart(curves_fig(history, snap.batches, run.config.epochs), key="tr_curves")
     if snap.active != active:  # the run just ended: redraw the whole page (buttons, model picker)

@@ -149,3 +149,16 @@ def test_a_node_without_the_dataset_gets_it_from_the_object_store(head):
         assert job.wait(120) and job.state == "finished", job.error
     finally:
         m.shutdown()
+
+
+def test_a_sweep_runs_its_trials_on_the_cluster(head, tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "fmnist", "sweep", "--arch", "logreg", "--epochs", "1", "--subset", "600",
+         "--param", "lr=1e-3:1e-1:log", "--trials", "3", "--storage", f"sqlite:///{tmp_path / 's.db'}",
+         "--out", str(tmp_path / "best"), "--ray", head, "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, "RAY_AUTH_MODE": "token"},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout)
+    assert [t["state"] for t in res["trials"]].count("complete") >= 2 and res["best"] is not None
+    assert load_checkpoint(res["checkpoint"]).card["sweep"]["trial"] == res["best"]["number"]

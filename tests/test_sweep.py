@@ -1,0 +1,112 @@
+"""Hyperparameter sweeps (fmnist.sweep, `python -m fmnist sweep`): parsing, pruning, storage, resume."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from fmnist.checkpoints import load_checkpoint
+from fmnist.cli import main
+from fmnist.sweep import Param, SweepError, SweepSpec, check_spec, parse_param
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("lr=1e-4:1e-1:log", Param("lr", float, 1e-4, 0.1, True)),
+        ("batch_size=64,128,256", Param("batch_size", int, choices=(64, 128, 256))),
+        ("batch-size=32:256", Param("batch_size", int, 32, 256)),
+        ("optimizer=adam,sgd", Param("optimizer", str, choices=("adam", "sgd"))),
+        ("flip=true,false", Param("flip", bool, choices=(True, False))),
+        ("weight_decay=0:0.01", Param("weight_decay", float, 0.0, 0.01)),
+    ],
+)
+def test_parse_param(text, want):
+    assert parse_param(text) == want
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("lr=0.1:0.01", "is empty"),
+        ("lr=0.1:0.1", "is empty"),
+        ("lr=", "write NAME=LOW:HIGH"),
+        ("lr", "write NAME=LOW:HIGH"),
+        ("learning_rate=1:2", "unknown parameter 'learning_rate'"),
+        ("device=cpu,cuda", "unknown parameter 'device'"),
+        ("lr=0:0.1:log", "lr must be in (0, 100]"),
+        ("weight_decay=0:0.1:log", "log range needs LOW > 0"),
+        ("batch_size=16,99999", "batch_size must be in [2, 2048]"),
+        ("optimizer=adam,rmsprop", "optimizer must be one of"),
+        ("optimizer=a:b", "not a number"),
+        ("epochs=1.5:3", "not an integer"),
+        ("lr=1:2:linear", "LOW:HIGH:log"),
+    ],
+)
+def test_bad_params_are_one_clear_line(text, message):
+    with pytest.raises(SweepError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        parse_param(text)
+
+
+def test_spec_checks():
+    lr = parse_param("lr=1e-3:1e-1:log")
+    with pytest.raises(SweepError, match="nothing to search"):
+        check_spec(SweepSpec("s", []))
+    with pytest.raises(SweepError, match="both fixed and searched"):
+        check_spec(SweepSpec("s", [lr], fixed={"arch": "mlp", "lr": 0.01}))
+    with pytest.raises(SweepError, match="invalid"):  # a trial of this range could not be configured
+        check_spec(SweepSpec("s", [parse_param("patience=1:3")], fixed={"arch": "mlp", "epochs": 1, "subset": 5}))
+
+
+def _sweep(capsys, *args):
+    code = main(["sweep", *args, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+TINY = ["--arch", "mlp", "--epochs", "2", "--subset", "2000", "--precision", "fp32"]
+
+
+def test_a_sweep_prunes_stores_resumes_and_saves_its_best(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    out = tmp_path / "best"
+    common = [*TINY, "--param", "lr=1e-5:1e-1:log", "--param", "batch_size=32,64,128", "--study", "tiny",
+              "--storage", storage, "--out", str(out)]  # fmt: skip
+    code, res = _sweep(capsys, *common, "--trials", "6")
+    assert code == 0 and res["study"] == "tiny" and res["arch"] == "mlp"
+    assert len(res["trials"]) == 6 and {"number", "params", "state", "value"} <= set(res["trials"][0])
+    states = [t["state"] for t in res["trials"]]
+    assert "pruned" in states and states.count("complete") >= 2, states  # the median pruner stopped a poor trial
+    best = res["best"]
+    assert best["value"] == max(t["value"] for t in res["trials"] if t["state"] == "complete")
+    card = load_checkpoint(res["checkpoint"]).card
+    assert card["sweep"]["study"] == "tiny" and card["sweep"]["trial"] == best["number"]
+    assert card["sweep"]["params"] == best["params"] and card["metrics"]["val"]["accuracy"] == best["value"]
+
+    assert main(["sweep", *common, "--trials", "1"]) == 2  # the same study again, without --resume
+    assert "exists; pass --resume" in capsys.readouterr().err
+
+    code, more = _sweep(capsys, *common, "--trials", "2", "--resume")
+    assert code == 0 and len(more["trials"]) == 8 and [t["number"] for t in more["trials"]] == list(range(8))
+
+    other = ["--arch", "logreg", "--epochs", "1", "--param", "lr=1e-3:1e-1", "--study", "tiny", "--storage", storage]
+    assert main(["sweep", *other, "--resume", "--trials", "1"]) == 2  # another architecture under the same name
+    assert "is a sweep of mlp, not logreg" in capsys.readouterr().err
+
+
+def test_a_storage_that_does_not_connect_is_one_line_without_its_password(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "fmnist", "sweep", *TINY, "--param", "lr=1e-3:1e-1", "--trials", "1",
+         "--storage", "postgresql://teacher:s3cret@127.0.0.1:1/fmnist", "--out", str(tmp_path / "b")],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and "cannot open the study storage" in r.stderr
+    assert "s3cret" not in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_sweep_cli_bad_params(capsys):
+    assert main(["sweep", *TINY, "--param", "lr=0.1:0.01"]) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert main(["sweep", *TINY]) == 2
+    assert "nothing to search" in capsys.readouterr().err
