@@ -13,3 +13,5 @@ OWNER = "job_owner"  # this session's owner token for the job manager
 RUN_COUNT = "train_count"  # runs started in this session (names them)
 TRAIN_FLASH = "tr_flash"  # a message for the Train page's next draw
 MIS_FILTER = "mis_filter"  # MisFilter handed from Evaluate to Misclassified
+SWEEP = "sweep_run"  # this session's app_support.sweeps.SweepRun (its latest sweep)
+SWEEP_COUNT = "sweep_count"  # sweeps started in this session (names their studies)

@@ -30,7 +30,8 @@ TRAIN = PageSpec("views/train.py", "Train", ":material/model_training:", "train"
 EVALUATE = PageSpec("views/evaluate.py", "Evaluate", ":material/analytics:", "evaluate")
 PREDICT = PageSpec("views/predict.py", "Predict", ":material/draw:", "predict")
 MISCLASSIFIED = PageSpec("views/misclassified.py", "Misclassified", ":material/report:", "misclassified")
-PAGES = (HOME, TRAIN, EVALUATE, PREDICT, MISCLASSIFIED)
+SWEEP = PageSpec("views/sweep.py", "Sweep", ":material/tune:", "sweep")
+PAGES = (HOME, TRAIN, EVALUATE, PREDICT, MISCLASSIFIED, SWEEP)
 
 
 def run_app() -> None:

@@ -147,7 +147,10 @@ def owner() -> str:
 
 
 def _owner_gone(token: str) -> None:
+    from app_support.sweeps import release_sweeps
+
     job_manager().orphan(token)  # cancelled after the grace period unless the session comes back
+    release_sweeps(token)  # the same for its sweep
 
 
 @st.cache_resource(scope="session", on_release=_owner_gone, show_spinner=False)

@@ -175,17 +175,30 @@ def _optuna() -> Any:
     return optuna
 
 
+_STORAGES: dict[str, Any] = {}
+_STORAGES_LOCK = threading.Lock()
+
+
+def storage_for(url: str) -> Any:
+    """One Optuna RDBStorage per URL in this process: two created at once race on the schema."""
+    optuna = _optuna()
+    with _STORAGES_LOCK:
+        if url not in _STORAGES:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                _STORAGES[url] = optuna.storages.RDBStorage(url)
+            except Exception as e:  # a bad URL, a missing driver, a server that does not answer
+                raise SweepError(
+                    f"cannot open the study storage {_redact(url)}: {type(e).__name__}: {_line(e)}"
+                ) from None
+        return _STORAGES[url]
+
+
 def open_study(spec: SweepSpec) -> Any:
     """Create the study, or load it with `resume`. Raises SweepError with a clear reason."""
     optuna = _optuna()
-    if spec.storage.startswith("sqlite:///"):
-        Path(spec.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        storage = optuna.storages.RDBStorage(spec.storage)
-    except Exception as e:  # a bad URL, a missing driver, a server that does not answer
-        raise SweepError(
-            f"cannot open the study storage {_redact(spec.storage)}: {type(e).__name__}: {_line(e)}"
-        ) from None
+    storage = storage_for(spec.storage)
     exists = spec.study in [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if exists and not spec.resume:
         raise SweepError(f"study {spec.study!r} exists; pass --resume to add trials to it, or choose another --study")
@@ -320,14 +333,16 @@ def load_summary(study_name: str, storage: str = DEFAULT_STORAGE) -> dict[str, A
     """The summary of a stored study (for the app's live view and `--json`)."""
     optuna = _optuna()
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=storage_for(storage))
     except KeyError:
         raise SweepError(f"no study named {study_name!r} in {_redact(storage)}") from None
     return summary(study)
 
 
 def _redact(url: str) -> str:
-    """A storage URL without its password, for messages and cards."""
+    """A storage URL without its password or folders, for messages and cards (they reach web visitors)."""
+    if url.startswith("sqlite:///"):
+        return f"sqlite:///.../{Path(url.removeprefix('sqlite:///')).name}"
     head, at, tail = url.rpartition("@")
     if not at or "://" not in head:
         return url

@@ -380,3 +380,43 @@ def test_predict_drawing_bytes_are_classified(at, monkeypatch, ds):
     at.radio(key="pr_source").set_value("Draw").run()
     assert not at.exception
     assert "Trouser" in [m.value for m in at.markdown if m.value.startswith("###")][0]
+
+
+def test_sweep_page_runs_trials_live_and_opens_the_best_model(ckpt_dir, tmp_path, monkeypatch):
+    from app_support.nav import SWEEP
+
+    monkeypatch.setenv("FMNIST_SWEEP_STORAGE", f"sqlite:///{tmp_path / 'sweeps.db'}")
+    at = goto(app(), SWEEP)
+    assert not at.exception and "Start the sweep" in [b.label for b in at.button]
+    at.selectbox(key="sw_arch").set_value("logreg")
+    at.number_input(key="sw_trials").set_value(3)
+    at.number_input(key="sw_epochs").set_value(2)
+    at.select_slider(key="sw_subset").set_value(1000)
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception
+    run = at.session_state[keys.SWEEP]
+    run.thread.join(TIMEOUT)
+    assert not run.active and run.error is None and run.result is not None
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 3 and set(table["state"]) <= {"complete", "pruned"} and "lr" in table
+    assert any("Best so far: trial" in s.value for s in at.success)
+    assert len(at.get("plotly_chart")) >= 2  # Optuna's own figures: history and intermediate values
+    best = run.result["checkpoint"]
+    assert best and str(ckpt_dir) in best
+    at.button(key="sw_open").click().run()
+    assert not at.exception
+    assert at.session_state[keys.MODEL] == ModelRef.file(best)  # "open the best model" selects it
+
+
+def test_sweep_page_refuses_an_empty_range(ckpt_dir, tmp_path, monkeypatch):
+    from app_support.nav import SWEEP
+
+    monkeypatch.setenv("FMNIST_SWEEP_STORAGE", f"sqlite:///{tmp_path / 'sweeps.db'}")
+    at = goto(app(), SWEEP)
+    at.number_input(key="sw_lr_low").set_value(0.01)
+    at.number_input(key="sw_lr_high").set_value(0.001)
+    at.button[0].click().run()
+    assert not at.exception and any("range" in e.value and "empty" in e.value for e in at.error)
+    assert keys.SWEEP not in at.session_state
