@@ -1,6 +1,6 @@
 """Headless-Chromium screenshots of every page, for docs/screenshots/ and for looking at the app.
 
-Usage: python scripts/screenshots.py [URL] [OUTDIR]   (the app must be running at URL)
+Usage: python scripts/screenshots.py [URL] [OUTDIR] [PAGE,PAGE]   (the app must be running at URL)
 """
 
 import sys
@@ -22,7 +22,9 @@ PAGES = {
     "evaluate": ("evaluate", 2900, "Calibration"),
     "predict": ("predict", 2300, "Brush width"),
     "misclassified": ("misclassified", 2900, "errors"),
+    "sweep": ("sweep", 2200, "Start the sweep"),
 }
+ONLY = set(sys.argv[3].split(",")) if len(sys.argv) > 3 else None  # e.g. "sweep,predict"
 
 
 def main() -> None:
@@ -31,6 +33,8 @@ def main() -> None:
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         for name, (path, height, marker) in PAGES.items():
+            if ONLY and name not in ONLY:
+                continue
             page.set_viewport_size({"width": 1400, "height": height})
             page.goto(f"{URL}/{path}")
             page.get_by_text(marker).first.wait_for(timeout=120_000)
@@ -42,6 +46,10 @@ def main() -> None:
                 wait_idle(page)
                 page.get_by_role("button", name="Start training").click()
                 time.sleep(45)
+            if name == "sweep":  # the classroom default: 8 trials, about half a minute on a free server
+                page.get_by_role("button", name="Start the sweep").click()
+                page.get_by_text("8 of 8 trials done").wait_for(timeout=600_000)
+                wait_idle(page)
             if name == "misclassified":
                 page.get_by_role("button", name="Details").first.click()
                 wait_idle(page)

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     ck = private_checkpoints(tmp_path_factory.mktemp("ck"))
-    with serve_app({"FMNIST_CHECKPOINT_DIR": str(ck)}) as (url, _):
+    sweeps = f"sqlite:///{tmp_path_factory.mktemp('sweeps') / 'sweeps.db'}"
+    with serve_app({"FMNIST_CHECKPOINT_DIR": str(ck), "FMNIST_SWEEP_STORAGE": sweeps}) as (url, _):
         yield url
 
 
@@ -46,7 +47,8 @@ def test_draw_on_canvas_and_get_a_prediction(server, page, tmp_path):
 def test_every_page_deep_links_with_the_shared_sidebar(server, page):
     """A fresh deep link (e.g. /predict) gets the page and the app's own sidebar, not Streamlit's legacy view."""
     for path, marker in [("", "Ten classes"), ("train", "Start training"), ("evaluate", "Confusion matrix"),
-                         ("predict", "Brush width"), ("misclassified", "errors")]:  # fmt: skip
+                         ("predict", "Brush width"), ("misclassified", "errors"),
+                         ("sweep", "Start the sweep")]:  # fmt: skip
         page.goto(f"{server}/{path}")
         page.get_by_text(marker).first.wait_for()
         sidebar = page.locator("[data-testid=stSidebar]")
@@ -71,3 +73,23 @@ def test_click_confusion_cell_opens_its_mistakes(server, page):
     body = main.inner_text()
     assert "true Shirt" in body and "pred T-shirt/top" in body
     assert "true Coat" not in body  # only that cell's images
+
+
+def test_a_classroom_sized_sweep_renders_its_figures(server, page, tmp_path):
+    """The Sweep page's defaults (8 cnn2 trials of 2 epochs on 3,000 images): trials arrive, Optuna's figures draw."""
+    import time
+
+    page.goto(f"{server}/sweep")
+    page.get_by_role("button", name="Start the sweep").click()
+    t0 = time.monotonic()
+    page.get_by_text("8 of 8 trials done").wait_for(timeout=400_000)
+    took = time.monotonic() - t0
+    wait_idle(page)
+    main = page.locator("[data-testid=stMain]")
+    expect(main.get_by_text("Best so far: trial")).to_be_visible()
+    charts = main.locator("[data-testid=stPlotlyChart] .main-svg")
+    assert charts.count() >= 3, charts.count()  # history, intermediate values, parallel coordinates
+    assert main.locator("[data-testid=stPlotlyChart] .trace, [data-testid=stPlotlyChart] .scatterlayer").count() > 0
+    assert page.locator("[data-testid=stException]").count() == 0
+    page.screenshot(path=str(tmp_path / "sweep.png"), full_page=True)
+    print(f"\nFIGURES classroom sweep (8 trials): {took:.0f}s")

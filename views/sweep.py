@@ -64,6 +64,14 @@ if run is not None and active and st.button("Stop the sweep", icon=":material/st
     run.lease.stop()
 
 
+def _note(t: dict) -> str:
+    if t["state"] == "pruned":
+        return f"stopped early: below the others after epoch {max(1, t['epochs'] - 1)}"
+    if t["state"] == "fail":
+        return (t["error"] or "failed").split(". ")[0]
+    return ""
+
+
 @st.fragment(run_every=2.0 if active else None)
 def live() -> None:
     if run is None:
@@ -96,8 +104,8 @@ def live() -> None:
             select_model(ModelRef.file(res["checkpoint"]))
             st.switch_page(EVALUATE.path)
     rows = [
-        {"trial": t["number"], "state": t["state"], "validation accuracy": t["value"], "epochs": t["epochs"],
-         **t["params"]}
+        {"trial": t["number"], "state": t["state"], "validation accuracy": float("nan") if t["value"] is None else t["value"],
+         "epochs": t["epochs"], **t["params"], "note": _note(t)}
         for t in trials
     ]  # fmt: skip
     if rows:
