@@ -110,6 +110,7 @@ class RayBackend:
         """One connection per process, shared by every RayBackend in it (counted, see close())."""
         global _USERS
         if not ray.is_initialized():
+            _probe(address)
             try:
                 ray.init(
                     address=address, runtime_env={"py_modules": [str(PACKAGE_DIR)]}, log_to_driver=False,
@@ -177,6 +178,21 @@ class RayBackend:
             _USERS -= 1
             if _USERS == 0:
                 self.ray.shutdown()
+
+
+def _probe(address: str, timeout_s: float = 3.0) -> None:
+    """Fail fast when nothing listens at `address`: Ray itself retries for minutes."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as e:
+        raise ConnectionError(
+            f"cannot reach the Ray cluster at {address}: nothing answers there ({type(e).__name__}). "
+            "Is the head started (ray start --head), and is the address host:port?"
+        ) from None
 
 
 def _first_line(e: BaseException) -> str:

@@ -420,3 +420,20 @@ def test_sweep_page_refuses_an_empty_range(ckpt_dir, tmp_path, monkeypatch):
     at.button[0].click().run()
     assert not at.exception and any("range" in e.value and "empty" in e.value for e in at.error)
     assert keys.SWEEP not in at.session_state
+
+
+def test_an_unreachable_cluster_falls_back_to_this_server(ckpt_dir, monkeypatch):
+    from app_support.training import job_manager
+
+    monkeypatch.setenv("FMNIST_RAY_ADDRESS", "127.0.0.1:1")  # nothing listens there
+    job_manager.clear()
+    try:
+        at = goto(app(), TRAIN)
+        assert not at.exception
+        assert any(
+            "cannot reach the Ray cluster" in w.value and "on this server instead" in w.value for w in at.warning
+        )
+        assert job_manager().backend.name == "local"
+    finally:
+        job_manager().shutdown()
+        job_manager.clear()

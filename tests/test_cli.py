@@ -111,6 +111,8 @@ def test_ensemble_from_saved(trained, tmp_path, capsys):
         (["train", "--epochs", "0"], "epochs must be in [1, 1000]"),
         (["train", "--lr", "0", "--dry-run"], "lr must be in (0, 100]"),
         (["train", "--batch-size", "65536", "--dry-run"], "batch_size must be in [2, 2048]"),
+        (["train", "--arch", "logreg", "--ray", "127.0.0.1:1", "--out", "/tmp/never"], "cannot reach the Ray cluster"),
+        (["sweep", "--arch", "mlp", "--param", "lr=1:0.1"], "is empty"),
         (["train", "--arch", "mlp", "--model-kwargs", '{"hidden": 1000000000}', "--dry-run"], "over the limit"),
     ],
 )

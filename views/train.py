@@ -23,6 +23,8 @@ st.caption(
     "come back, the curves will still be here. When the class trains at once, runs wait in a queue. "
     "**Stop** ends the run within one batch and keeps the best weights."
 )
+if getattr(job_manager(), "note", None):
+    st.warning(job_manager().note, icon=":material/lan:")
 if keys.TRAIN_FLASH in st.session_state:
     st.success(st.session_state.pop(keys.TRAIN_FLASH))
 run = current_run()
