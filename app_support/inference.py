@@ -42,9 +42,11 @@ def drawing_bytes(result: Any) -> bytes:
 
 
 def probs(ckpt: Checkpoint, image: np.ndarray) -> np.ndarray:
-    """Class probabilities (10,) for one uint8 28x28 image, through the model's predict path."""
+    """Class probabilities (10,) for one uint8 28x28 image, through the model's predict path,
+    temperature-scaled when the model card has a temperature (fmnist.calibrate)."""
     x = torch.from_numpy(np.array(image, dtype=np.uint8)).reshape(1, 28, 28)
-    return predict_logits(ckpt.model, x, tta_flip=ckpt.tta_flip).softmax(1)[0].numpy()
+    logits = predict_logits(ckpt.model, x, tta_flip=ckpt.tta_flip)
+    return (logits / (ckpt.temperature or 1.0)).softmax(1)[0].numpy()  # calibrated where the card says how
 
 
 def all_votes(image: np.ndarray) -> pd.DataFrame:

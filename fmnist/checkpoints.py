@@ -126,6 +126,12 @@ class Checkpoint:
         return self.card.get("name") or (self.path.stem if self.path else "model")
 
     @property
+    def temperature(self) -> float | None:
+        """The temperature fitted on the run's validation split (fmnist.calibrate), if the card has one."""
+        t = self.card.get("temperature")
+        return float(t) if isinstance(t, (int, float)) and 0 < t < 1000 else None
+
+    @property
     def tta_flip(self) -> bool:
         return bool(self.card.get("config", {}).get("tta_flip", False))
 
@@ -502,6 +508,11 @@ def save_trained(
     round_to_fp16(result.model)
     ev = evaluate_test(result.model, tta_flip=result.config.tta_flip)
     card = {**build_card(result, ev.card_metrics(), command), **extra}
+    if result.config.val_fraction > 0:  # temperature scaling, fitted on the run's own validation split
+        from .calibrate import fit_for
+
+        card["temperature"] = fit_for(result.model, result.config.to_dict(), load_dataset())
+        card["metrics"]["test"]["ece_calibrated"] = ev.calibrated_ece(card["temperature"])
     return save_checkpoint(result.model, card, path, overwrite=overwrite, limits=limits), ev
 
 

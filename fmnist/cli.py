@@ -310,12 +310,17 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     full = evaluate_test(ckpt.model, tta_flip=ckpt.tta_flip, limit=a.limit)
     dt = time.perf_counter() - t0
+    t = ckpt.temperature
+    ece_cal = full.calibrated_ece(t) if t else None
     if a.json:
         emit_json({"checkpoint": str(a.checkpoint), "arch": ckpt.card["arch"], "params": count_params(ckpt.model),
-                   "seconds": round(dt, 3), "tta_flip": ckpt.tta_flip, **full.card_metrics()})  # fmt: skip
+                   "seconds": round(dt, 3), "tta_flip": ckpt.tta_flip, **full.card_metrics(),
+                   "temperature": t, "ece_calibrated": ece_cal})  # fmt: skip
         return 0
     print(f"{a.checkpoint}: {ckpt.card['arch']}, {count_params(ckpt.model):,} params, {len(full.labels)} test images")
     print_report(full)
+    if t:
+        print(f"temperature {t:.3f} (fitted on the validation split): ECE {full.ece:.4f} -> {ece_cal:.4f} calibrated")
     print(f"\nevaluated in {dt:.2f}s")
     return 0
 
@@ -335,11 +340,11 @@ def cmd_predict(a: argparse.Namespace) -> int:
             err(f"{path}: the model produced non-finite scores for this image")
             failed += 1
             continue
-        probs = logits.softmax(1)[0].numpy()
+        probs = (logits / (ckpt.temperature or 1.0)).softmax(1)[0].numpy()  # calibrated where the card says how
         order = np.argsort(-probs)
         results.append(
             {"image": str(path), "class": CLASSES[order[0]], "index": int(order[0]), "confidence": float(probs[order[0]]),
-             "probabilities": {CLASSES[i]: float(probs[i]) for i in range(len(CLASSES))},
+             "probabilities": {CLASSES[i]: float(probs[i]) for i in range(len(CLASSES))}, "temperature": ckpt.temperature,
              "preprocessing": [s for s, _ in pre.steps], "notes": pre.notes, "inverted": pre.inverted}
         )  # fmt: skip
         if not a.json:

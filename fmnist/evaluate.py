@@ -44,6 +44,15 @@ class EvalResult:
         """Probability of the predicted class, (N,)."""
         return self.probs.max(1)
 
+    def calibrated_probs(self, temperature: float) -> np.ndarray:
+        """The probabilities after temperature scaling (the argmax, so every prediction, is unchanged)."""
+        from .calibrate import calibrated_probs
+
+        return calibrated_probs(np.log(np.clip(self.probs, 1e-12, 1.0)), temperature)  # log-softmax = logits + c
+
+    def calibrated_ece(self, temperature: float) -> float:
+        return expected_calibration_error(self.calibrated_probs(temperature), self.labels)
+
     def per_class_rows(self) -> list[dict[str, float | str | int]]:
         """One dict per class: class, accuracy, precision, recall, f1, support."""
         return [

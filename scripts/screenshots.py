@@ -48,7 +48,7 @@ def main() -> None:
                 time.sleep(45)
             if name == "sweep":  # the classroom default: 8 trials, about half a minute on a free server
                 page.get_by_role("button", name="Start the sweep").click()
-                page.get_by_text("8 of 8 trials done").wait_for(timeout=600_000)
+                page.get_by_text("8 of 8 trials done").first.wait_for(timeout=600_000)
                 wait_idle(page)
             if name == "misclassified":
                 page.get_by_role("button", name="Details").first.click()

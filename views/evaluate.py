@@ -33,6 +33,16 @@ for col, title, attr, fmt, better_low in (
     delta = None if other is None else f"{v - getattr(other, attr):+.4f} vs {name_b}"
     col.metric(title, fmt.format(v), delta, delta_color="inverse" if better_low else "normal")
 st.caption(f"{name_a}: {int((res.preds != res.labels).sum())} of {len(res.labels):,} test images wrong.")
+if ckpt.temperature:
+    st.caption(
+        f"Calibration: with temperature scaling (T = {ckpt.temperature:.2f}, fitted on the validation split) the "
+        f"ECE goes from {res.ece:.4f} to **{res.calibrated_ece(ckpt.temperature):.4f}**. "
+        + (
+            "T < 1: the raw model was underconfident."
+            if ckpt.temperature < 1
+            else "T > 1: the raw model was overconfident."
+        )
+    )
 
 st.subheader("Confusion matrix")
 norm = st.radio("Show", ["Counts", "Row-normalised (recall per class)"], horizontal=True, key="ev_norm") != "Counts"
@@ -79,6 +89,8 @@ with c1:
 with c2:
     st.subheader("Calibration")
     curves = {name_a: reliability_curve(res.probs, res.labels)}
+    if ckpt.temperature:
+        curves[f"{name_a}, calibrated"] = reliability_curve(res.calibrated_probs(ckpt.temperature), res.labels)
     if other is not None:
         curves[name_b] = reliability_curve(other.probs, other.labels)
     st.plotly_chart(reliability_fig(curves), key="ev_calib")

@@ -75,6 +75,12 @@ if image is not None:
             verdict += "  ✅ correct" if top == truth else f"  ❌ true class: {CLASSES[truth]}"
         st.markdown(verdict)
         st.plotly_chart(prob_bars(p, 5, f"Top-5 probabilities: {entry.label}"), key="pr_bars")
+        if ckpt.temperature:
+            st.caption(
+                f"Calibrated probabilities: the scores are divided by a temperature of {ckpt.temperature:.2f}, "
+                'fitted on this run\'s validation images, so that "80% sure" is right about 80% of the time. '
+                "The ranking, and so the prediction, is the same as without it."
+            )
     st.subheader("Why? Saliency and Grad-CAM")
     show_explanations(ckpt, image, top)
     st.subheader("What every model says")

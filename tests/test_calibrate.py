@@ -1,0 +1,73 @@
+"""Temperature scaling (fmnist.calibrate): fitted on validation, lowers ECE, never changes a prediction."""
+
+import numpy as np
+import pytest
+import torch
+
+from fmnist.calibrate import calibrated_probs, fit_temperature
+from fmnist.evaluate import expected_calibration_error
+
+
+def _overconfident(n: int = 4000, scale: float = 4.0, seed: int = 0):
+    """Logits of a model that is right 70% of the time but says ~99%: true logits times `scale`."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    logits = rng.normal(0, 1, (n, 10))
+    right = rng.random(n) < 0.7
+    target = np.where(right, labels, (labels + rng.integers(1, 10, n)) % 10)
+    logits[np.arange(n), target] += 2.5
+    return torch.tensor(logits * scale, dtype=torch.float32), labels
+
+
+def test_scaling_an_overconfident_model_lowers_ece_and_keeps_every_argmax():
+    logits, labels = _overconfident()
+    t = fit_temperature(logits[:2000], labels[:2000])  # fitted on a "validation" half
+    assert t > 2.0  # overconfident: softened
+    raw = logits[2000:].softmax(1).numpy()
+    cal = calibrated_probs(logits[2000:], t)
+    ece_raw, ece_cal = (expected_calibration_error(p, labels[2000:]) for p in (raw, cal))
+    assert ece_cal < ece_raw / 3, (ece_raw, ece_cal)
+    assert (cal.argmax(1) == raw.argmax(1)).all()
+
+
+def test_an_underconfident_model_is_sharpened():
+    logits, labels = _overconfident(scale=0.3)
+    assert fit_temperature(logits, labels) < 1.0
+
+
+def test_a_calibrated_model_keeps_t_near_one():
+    logits, labels = _overconfident(scale=1.0)
+    t1 = fit_temperature(logits, labels)
+    # the data's own temperature: sample labels from the model's probabilities, then fit
+    rng = np.random.default_rng(1)
+    p = logits.softmax(1).numpy().astype(np.float64)
+    sampled = np.array([rng.choice(10, p=row / row.sum()) for row in p])
+    assert abs(fit_temperature(logits, sampled) - 1.0) < 0.1 and t1 > 0
+
+
+def test_no_samples_is_an_error():
+    with pytest.raises(ValueError):
+        fit_temperature(torch.zeros(0, 10), np.zeros(0, dtype=int))
+
+
+def test_saved_runs_carry_their_temperature(tiny_model, tmp_path, ds):
+    from fmnist.checkpoints import load_checkpoint, save_trained
+
+    path, ev = save_trained(tiny_model, tmp_path / "m")
+    ck = load_checkpoint(path)
+    assert ck.temperature is not None and 0.05 < ck.temperature < 20
+    test = ck.card["metrics"]["test"]
+    assert test["ece_calibrated"] == pytest.approx(ev.calibrated_ece(ck.temperature))
+    assert test["ece_calibrated"] < test["ece"]  # fitted on validation, better on test
+
+
+def test_evaluate_json_reports_temperature_and_both_eces(tiny_model, tmp_path, capsys):
+    import json
+
+    from fmnist.checkpoints import save_trained
+    from fmnist.cli import main
+
+    path, _ = save_trained(tiny_model, tmp_path / "m")
+    assert main(["evaluate", str(path), "--json", "--limit", "2000"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["temperature"] > 0 and out["ece_calibrated"] < out["ece"]
