@@ -1,6 +1,7 @@
 """Streamlit AppTest: drive every page as a user would."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -437,3 +438,17 @@ def test_an_unreachable_cluster_falls_back_to_this_server(ckpt_dir, monkeypatch)
     finally:
         job_manager().shutdown()
         job_manager.clear()
+
+
+def test_calibration_is_shown_on_evaluate_and_predict(at):
+    """The quick model is underconfident (T = 0.61): Evaluate shows ECE before and after, Predict says so."""
+    goto(at, EVALUATE)
+    assert not at.exception
+    cap = [c.value for c in at.caption if c.value.startswith("Calibration: with temperature scaling")]
+    assert cap and "T = 0.61" in cap[0] and "underconfident" in cap[0]
+    calib = [c for c in at.get("plotly_chart") if "Calibration" in c.proto.spec]
+    names = [t.get("name") for t in json.loads(calib[0].proto.spec)["data"]]
+    assert "quick, calibrated" in names and "quick" in names
+    goto(at, PREDICT)
+    at.radio(key="pr_source").set_value("Test sample").run()
+    assert any("temperature of 0.61" in c.value for c in at.caption)
