@@ -1,4 +1,4 @@
-"""Command line: python -m fmnist {models,data,train,sweep,evaluate,predict,ensemble,bench,download}.
+"""Command line: python -m fmnist {models,data,train,sweep,evaluate,predict,export,ensemble,bench,download}.
 
 Plain text for people; --json prints exactly one JSON object on stdout for scripts.
 Bad input of any kind ends with a one-line error on stderr and a non-zero exit, no traceback.
@@ -357,6 +357,24 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from .export import ExportError, export_onnx
+
+    ckpt = load_checkpoint(a.checkpoint)
+    out = Path(a.out)
+    if out.with_suffix(".onnx").exists() and not a.force:
+        raise CLIError(f"{out.with_suffix('.onnx')} exists; pass --force to replace it")
+    try:
+        path = export_onnx(ckpt, out)
+    except ExportError as e:
+        raise CLIError(str(e)) from None
+    summary = {"checkpoint": str(a.checkpoint), "onnx": str(path), "bytes": path.stat().st_size,
+               "input": "pixels float32 (N, 1, 28, 28) in [0, 1]", "output": "logits (N, 10)",
+               "temperature": ckpt.temperature}  # fmt: skip
+    emit_json(summary) if a.json else print(f"wrote {path} ({summary['bytes']:,} bytes): {summary['input']} -> logits")
+    return 0
+
+
 def cmd_ensemble(a: argparse.Namespace) -> int:
     out = Path(a.out if a.out.endswith(".safetensors") else a.out + ".safetensors")
     if out.exists() and not a.force:
@@ -492,6 +510,12 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("checkpoint")
     pr.add_argument("images", nargs="+")
     pr.add_argument("--top", type=positive_int, default=3)
+
+    ex = add("export", cmd_export, "export a checkpoint to ONNX (normalisation inside, card in the metadata)")
+    ex.add_argument("checkpoint")
+    ex.add_argument("--format", choices=["onnx"], default="onnx")
+    ex.add_argument("--out", required=True, help="the .onnx file")
+    ex.add_argument("--force", action="store_true", help="replace an existing file")
 
     en = add("ensemble", cmd_ensemble, "combine saved checkpoints by soft or majority vote")
     en.add_argument("checkpoints", nargs="+")

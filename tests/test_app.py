@@ -452,3 +452,10 @@ def test_calibration_is_shown_on_evaluate_and_predict(at):
     goto(at, PREDICT)
     at.radio(key="pr_source").set_value("Test sample").run()
     assert any("temperature of 0.61" in c.value for c in at.caption)
+
+
+def test_evaluate_offers_the_model_as_onnx(at):
+    goto(at, EVALUATE)
+    assert not at.exception
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download the model as ONNX" in labels and "Download metrics (CSV)" in labels

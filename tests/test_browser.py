@@ -93,3 +93,21 @@ def test_a_classroom_sized_sweep_renders_its_figures(server, page, tmp_path):
     assert page.locator("[data-testid=stException]").count() == 0
     page.screenshot(path=str(tmp_path / "sweep.png"), full_page=True)
     print(f"\nFIGURES classroom sweep (8 trials): {took:.0f}s")
+
+
+def test_download_the_model_as_onnx(server, page, tmp_path):
+    """The Evaluate page's ONNX button (generated on click) gives a graph that onnxruntime runs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    page.goto(f"{server}/evaluate")
+    button = page.get_by_role("button", name="Download the model as ONNX")
+    button.wait_for()
+    wait_idle(page)
+    with page.expect_download(timeout=120_000) as dl:
+        button.click()
+    path = tmp_path / "model.onnx"
+    dl.value.save_as(path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (logits,) = sess.run(None, {"pixels": np.zeros((3, 1, 28, 28), np.float32)})
+    assert logits.shape == (3, 10) and dl.value.suggested_filename == "quick.onnx"

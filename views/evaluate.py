@@ -7,6 +7,7 @@ from app_support.plots import clicked_cell, confusion_diff_fig, confusion_fig, c
 from app_support.state import available_models, get_eval_or_stop, open_mistakes, require_model
 from fmnist.data import CLASSES
 from fmnist.evaluate import reliability_curve
+from fmnist.export import onnx_bytes
 
 st.title("Evaluate")
 entry, ckpt = require_model()
@@ -73,7 +74,13 @@ if other is not None:
         table[f"{col} {name_b}"] = ot[col]
         table[f"Δ {col}"] = table[col] - ot[col]  # same sign as the metric deltas above: A - B
 st.dataframe(table.style.format(precision=3), key="ev_table", width="stretch")
-st.download_button(
+c1, c2 = st.columns(2)
+c2.download_button(
+    "Download the model as ONNX", lambda: onnx_bytes(ckpt), f"{name_a}.onnx", "application/octet-stream",
+    key="ev_onnx", icon=":material/deployed_code:",
+    help="float32 pixels (N, 1, 28, 28) in [0, 1] in, logits out; normalisation inside; the model card in the metadata",
+)  # fmt: skip
+c1.download_button(
     "Download metrics (CSV)", table.to_csv().encode(), f"{name_a}-metrics.csv", "text/csv", key="ev_csv",
     icon=":material/download:",
 )  # fmt: skip

@@ -1,0 +1,41 @@
+"""ONNX export (fmnist.export, `python -m fmnist export`): the graph matches PyTorch and carries its card."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from conftest import ROOT
+from fmnist.checkpoints import load_checkpoint
+from fmnist.cli import main
+from fmnist.runtime import predict_logits
+
+
+@pytest.mark.parametrize("name", ["quick", "best", "mlp", "ensemble"])  # conv + BN, flip TTA, dense, a vote
+def test_onnx_matches_pytorch_on_100_test_images(name, ds, tmp_path, capsys):
+    path = ROOT / "checkpoints" / f"{name}.safetensors"
+    assert main(["export", str(path), "--out", str(tmp_path / name), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ck = load_checkpoint(path)
+    x = ds.test_images[:100]
+    sess = ort.InferenceSession(out["onnx"], providers=["CPUExecutionProvider"])
+    (logits,) = sess.run(None, {"pixels": (x.float() / 255).unsqueeze(1).numpy()})  # [0, 1] pixels, no constants
+    ref = predict_logits(ck.model, x, tta_flip=ck.tta_flip).numpy()
+    assert logits.shape == (100, 10) and np.abs(logits - ref).max() < 1e-4
+    meta = {p.key: p.value for p in onnx.load(out["onnx"]).metadata_props}
+    assert json.loads(meta["fmnist_card"])["arch"] == ck.card["arch"]
+    assert json.loads(meta["classes"])[1] == "Trouser"
+    assert float(meta["temperature"]) == pytest.approx(ck.temperature or 1.0)
+
+
+def test_export_refuses_to_overwrite_and_bad_checkpoints(tmp_path, capsys):
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"keep")
+    assert main(["export", str(ROOT / "checkpoints" / "mlp.safetensors"), "--out", str(target)]) == 2
+    assert "exists" in capsys.readouterr().err and target.read_bytes() == b"keep"
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"junk")
+    assert main(["export", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert "not a valid fmnist checkpoint" in capsys.readouterr().err
