@@ -23,6 +23,7 @@ PAGES = {
     "predict": ("predict", 2300, "Brush width"),
     "misclassified": ("misclassified", 2900, "errors"),
     "sweep": ("sweep", 2200, "Start the sweep"),
+    "layers": ("predict", 2600, "Brush width"),
 }
 ONLY = set(sys.argv[3].split(",")) if len(sys.argv) > 3 else None  # e.g. "sweep,predict"
 
@@ -49,6 +50,12 @@ def main() -> None:
             if name == "sweep":  # the classroom default: 8 trials, about half a minute on a free server
                 page.get_by_role("button", name="Start the sweep").click()
                 page.get_by_text("8 of 8 trials done").first.wait_for(timeout=600_000)
+                wait_idle(page)
+            if name == "layers":  # a test sample, then the inside-the-network view
+                page.get_by_text("Test sample").click()
+                wait_idle(page)
+                page.get_by_text("Look inside the network").click()
+                page.get_by_text("One step of the convolution").wait_for(timeout=120_000)
                 wait_idle(page)
             if name == "misclassified":
                 page.get_by_role("button", name="Details").first.click()

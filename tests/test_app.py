@@ -459,3 +459,43 @@ def test_evaluate_offers_the_model_as_onnx(at):
     assert not at.exception
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download the model as ONNX" in labels and "Download metrics (CSV)" in labels
+
+
+def test_predict_layers_view_shows_the_real_convolution_step(at, ds):
+    """Feature maps, filters and a step whose printed output is the layer's own value (quickcnn)."""
+    from app_support.state import get_checkpoint
+    from fmnist.inside import conv_activations, conv_step
+
+    goto(at, PREDICT)
+    at.radio(key="pr_source").set_value("Test sample").run()
+    at.number_input(key="pr_index").set_value(2).run()
+    at.toggle(key="pr_layers_on").set_value(True).run()
+    assert not at.exception
+    at.selectbox(key="pr_layer").set_value(1).run()
+    at.number_input(key="pr_step_map").set_value(5).run()
+    at.slider(key="pr_step_y").set_value(3).run()
+    at.slider(key="pr_step_x").set_value(4).run()
+    assert not at.exception
+    ck = get_checkpoint(at.session_state[keys.MODEL])
+    step = conv_step(conv_activations(ck.model, ds.test_images[2])[1], 5, 3, 4)
+    line = next(m.value for m in at.markdown if "+ bias" in m.value)
+    assert f"= **{step.output:.3f}**" in line and f"over all {step.in_channels} input channels" in line
+    grids = [d.value for d in at.dataframe if list(d.value.columns[:1]) == ["col 0"]]  # kernel, patch, products
+    assert len(grids) == 3 and np.allclose(grids[0].to_numpy(), step.kernel.numpy().round(3))
+    assert np.allclose(grids[2].to_numpy(), step.products.numpy().round(3))
+    assert any("filters" in (i.proto.imgs[0].caption if i.proto.imgs else "") for i in at.get("image"))
+
+
+def test_predict_layers_view_for_dense_models(at, ckpt_dir):
+    import shutil
+
+    for name in ("mlp", "logreg"):
+        shutil.copy(ROOT / "checkpoints" / f"{name}.safetensors", ckpt_dir / f"{name}.safetensors")
+    goto(at, PREDICT)
+    at.sidebar.selectbox[0].set_value(ModelRef.file(ckpt_dir / "mlp.safetensors")).run()
+    at.radio(key="pr_source").set_value("Test sample").run()
+    at.toggle(key="pr_layers_on").set_value(True).run()
+    assert not at.exception
+    assert any("Hidden layer" in c.proto.spec for c in at.get("plotly_chart"))
+    at.sidebar.selectbox[0].set_value(ModelRef.file(ckpt_dir / "logreg.safetensors")).run()
+    assert not at.exception and any("no hidden layer" in i.value for i in at.info)

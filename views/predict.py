@@ -5,6 +5,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from app_support.inference import all_votes, drawing_bytes, preprocessed, probs, show_explanations
+from app_support.layers import show_layers
 from app_support.plots import prob_bars, upscale
 from app_support.state import dataset, require_model
 from fmnist.data import CLASSES
@@ -81,6 +82,8 @@ if image is not None:
                 'fitted on this run\'s validation images, so that "80% sure" is right about 80% of the time. '
                 "The ranking, and so the prediction, is the same as without it."
             )
+    if st.toggle("Look inside the network: feature maps and one convolution step", key="pr_layers_on"):
+        show_layers(ckpt, image)
     st.subheader("Why? Saliency and Grad-CAM")
     show_explanations(ckpt, image, top)
     st.subheader("What every model says")
