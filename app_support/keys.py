@@ -13,5 +13,7 @@ OWNER = "job_owner"  # this session's owner token for the job manager
 RUN_COUNT = "train_count"  # runs started in this session (names them)
 TRAIN_FLASH = "tr_flash"  # a message for the Train page's next draw
 MIS_FILTER = "mis_filter"  # MisFilter handed from Evaluate to Misclassified
+APPLIED_LINK = "applied_link"  # (page, query) of the lesson link last applied, so it applies once
+LINKED_MODEL = "linked_model"  # the ?model= value last applied to the picker
 SWEEP = "sweep_run"  # this session's app_support.sweeps.SweepRun (its latest sweep)
 SWEEP_COUNT = "sweep_count"  # sweeps started in this session (names their studies)

@@ -147,6 +147,12 @@ def model_picker() -> ModelEntry | None:
         st.info("No trained models yet. Train one on the **Train** page.")
         return None
     refs = [e.ref for e in entries]
+    linked = st.query_params.get("model")  # a lesson link names its model: applied once per value
+    if linked and linked != st.session_state.get(keys.LINKED_MODEL):
+        st.session_state[keys.LINKED_MODEL] = linked
+        match = [r for r in refs if r.kind == "file" and r.name == linked]
+        if match:
+            st.session_state[keys.MODEL] = match[0]
     if st.session_state.get(keys.PENDING_MODEL) in refs:
         st.session_state[keys.MODEL] = st.session_state.pop(keys.PENDING_MODEL)
     if st.session_state.get(keys.MODEL) not in refs:

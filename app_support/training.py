@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from app_support import keys
+from app_support.links import hidden
 from app_support.state import ModelRef, checkpoint_dir, select_model, session_models
 from fmnist.checkpoints import (
     Checkpoint,
@@ -113,8 +114,11 @@ def config_form(disabled: bool) -> TrainConfig | None:
     archs = trainable_models()
     arch = st.selectbox("Architecture", archs, archs.index(base_cfg.arch), key=prefix + "arch", disabled=disabled)
     values = _rows(LAYOUT, base, prefix, disabled)
-    with st.expander("Augmentation, regularisation, early stopping, seed, precision"):
-        values.update(_rows(MORE, base, prefix, disabled))
+    if hidden("advanced"):  # a lesson link keeps the class on the few settings that matter
+        values.update({n: st.session_state.get(prefix + n, base[n]) for row in MORE for n in row})
+    else:
+        with st.expander("Augmentation, regularisation, early stopping, seed, precision"):
+            values.update(_rows(MORE, base, prefix, disabled))
     model_kwargs = base_cfg.model_kwargs if arch == base_cfg.arch else {}
     try:
         return preset_config(preset, arch=arch, model_kwargs=model_kwargs, log_every=5, **values)

@@ -499,3 +499,61 @@ def test_predict_layers_view_for_dense_models(at, ckpt_dir):
     assert any("Hidden layer" in c.proto.spec for c in at.get("plotly_chart"))
     at.sidebar.selectbox[0].set_value(ModelRef.file(ckpt_dir / "logreg.safetensors")).run()
     assert not at.exception and any("no hidden layer" in i.value for i in at.info)
+
+
+def _open(path: str, params: dict, page) -> AppTest:
+    """A fresh session opened on `page` through a link carrying `params`."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update({k: str(v) for k, v in params.items()})
+    at.switch_page(page.path)
+    return at.run()
+
+
+@pytest.mark.parametrize("lesson", range(6))
+def test_every_lesson_link_opens_its_exercise(ckpt_dir, lesson):
+    import shutil
+
+    from app_support.links import LESSONS
+
+    shutil.copy(ROOT / "checkpoints" / "best.safetensors", ckpt_dir / "best.safetensors")
+    title, page_path, params, _ = LESSONS[lesson]
+    page = next(p for p in PAGES if p.url_path == page_path)
+    at = _open(page_path, params, page)
+    assert not at.exception, title
+    assert not any("were not valid" in c.value for c in at.caption), title
+    if page_path == "train":
+        prefix = f"tr_{params['preset']}_"
+        assert at.session_state["tr_preset"] == params["preset"]
+        for k, v in params.items():
+            if k not in ("preset", "hide"):
+                assert at.session_state[prefix + k] == v, (title, k)
+        assert (len(at.expander) == 0) == (params.get("hide") == "advanced")
+    elif page_path == "misclassified":
+        assert at.session_state["mis_true"] == 6 and at.session_state[keys.MODEL].name == "best"
+        assert "errors**" in at.markdown[0].value
+    else:
+        assert at.session_state["pr_source"] == "Draw"
+
+
+def test_copy_link_round_trips_the_train_setup(ckpt_dir):
+    from urllib.parse import parse_qsl, urlsplit
+
+    at = goto(app(), TRAIN)
+    at.selectbox(key="tr_student_arch").set_value("mlp")
+    at.number_input(key="tr_student_epochs").set_value(7)
+    at.toggle(key="tr_student_flip").set_value(True).run()
+    link = [c.value for c in at.code if "/train?" in c.value][0]
+    params = dict(parse_qsl(urlsplit(link).query))
+    assert params["arch"] == "mlp" and params["epochs"] == "7" and params["flip"] == "true"
+    assert params["model"] == "quick" and params["preset"] == "student"
+    other = _open("train", params, TRAIN)  # a classmate opens it
+    assert other.session_state["tr_student_arch"] == "mlp" and other.session_state["tr_student_epochs"] == 7
+    assert other.session_state["tr_student_flip"] is True
+
+
+def test_a_bad_link_is_ignored_with_a_note(ckpt_dir):
+    at = _open("train", {"preset": "student", "epochs": "9999", "lr": "abc", "nonsense": "1", "arch": "vgg"}, TRAIN)
+    assert not at.exception
+    note = next(c.value for c in at.caption if "were not valid" in c.value)
+    assert "epochs=9999" in note and "lr=abc" in note and "nonsense=1" in note and "arch=vgg" in note
+    assert at.session_state["tr_student_epochs"] == 4  # the preset's value stands

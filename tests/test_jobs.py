@@ -156,3 +156,23 @@ def test_live_curve_points_stay_bounded_and_even():
     assert pts[0] == 0 and pts[-1] == 134_999
     gaps = {b - a for a, b in zip(pts[:-2], pts[1:-1])}
     assert gaps == {t.stride}  # evenly spaced
+
+
+def test_the_same_seed_gives_the_same_curves_in_worker_processes():
+    """A lesson link's run is reproducible: workers share no global RNG, and the seed fixes split, init and batches."""
+    from fmnist.jobs import JobManager
+
+    m = JobManager(max_running=1, heartbeat_s=None)  # the app's thread count
+    try:
+        cfg = TrainConfig(
+            arch="mlp", epochs=2, subset=1000, seed=7, precision="fp32", augment={"flip": True, "shift": 0.1}
+        )
+        runs = [m.submit(cfg, label=f"r{i}") for i in range(2)]
+        assert all(r.wait(120) for r in runs)
+        a, b = ([(e.train_loss, e.val_acc, e.val_loss) for e in r.snapshot().epochs] for r in runs)
+        assert len(a) == 2 and a == b
+        other = m.submit(TrainConfig(**{**cfg.to_dict(), "seed": 8}), label="r3")
+        assert other.wait(120)
+        assert [(e.train_loss, e.val_acc) for e in other.snapshot().epochs] != [x[:2] for x in a]
+    finally:
+        m.shutdown()

@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app_support.links import LESSONS
+from app_support.nav import PAGES
 from app_support.plots import balance_fig, gallery_fig
 from app_support.state import available_models, dataset
 from fmnist.checkpoints import card_test_accuracy
@@ -28,6 +30,13 @@ rng = np.random.default_rng(st.session_state.get("home_seed", 0))
 labels = ds.train_labels.numpy()
 idx = np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(len(CLASSES))])
 st.plotly_chart(gallery_fig(ds.train_images.numpy()[idx], per_class), key="home_gallery")
+
+st.header("Lessons: one link each")
+st.caption("Each link opens a page with its settings ready. Send it to the class, or open it here.")
+for title, page, params, notice in LESSONS:
+    spec = next(p for p in PAGES if p.url_path == page)
+    st.page_link(spec.path, label=title, icon=spec.icon, query_params=params)
+    st.caption(notice)
 
 st.header("Class balance")
 st.caption("Every class has exactly the same number of images, so accuracy is a fair summary.")

@@ -6,6 +6,8 @@ import numpy as np
 import streamlit as st
 
 from app_support.inference import show_explanations
+from app_support.links import apply_misclassified_link, copy_link, misclassified_params, say_ignored
+from app_support.nav import MISCLASSIFIED
 from app_support.plots import prob_bars, upscale
 from app_support.state import dataset, get_eval_or_stop, require_model, take_mistakes_filter
 from fmnist.data import CLASSES
@@ -15,6 +17,7 @@ st.title("Misclassified test images")
 entry, ckpt = require_model()
 res, ds = get_eval_or_stop(entry), dataset()
 
+say_ignored(apply_misclassified_link())  # a lesson link's filter
 cell = take_mistakes_filter()  # set by a confusion-matrix cell on Evaluate
 if cell:
     st.session_state["mis_true"], st.session_state["mis_pred"] = cell
@@ -27,6 +30,7 @@ order = c3.selectbox(
     "Sort by", ["Most confident mistakes first", "Least confident first", "Test index"], key="mis_sort"
 )
 per_page = c4.select_slider("Per page", [16, 32, 64, 96], 32, key="mis_per_page")
+copy_link(MISCLASSIFIED, misclassified_params(), key="mis_link")
 
 wrong = res.error_indices  # most confident first
 if t is not None:

@@ -6,6 +6,7 @@ from streamlit_drawable_canvas import st_canvas
 
 from app_support.inference import all_votes, drawing_bytes, preprocessed, probs, show_explanations
 from app_support.layers import show_layers
+from app_support.links import apply_predict_link, say_ignored
 from app_support.plots import prob_bars, upscale
 from app_support.state import dataset, require_model
 from fmnist.data import CLASSES
@@ -14,6 +15,7 @@ from fmnist.preprocess import CANVAS_MAX_PIXELS, FORMAT_NAMES, BlankImageError, 
 st.title("Predict")
 entry, ckpt = require_model()
 ds = dataset()
+say_ignored(apply_predict_link(len(ds.test_labels)))
 source = st.radio("Input", ["Draw", "Upload an image", "Test sample"], horizontal=True, key="pr_source")
 
 image, truth, pre = None, None, None

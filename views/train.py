@@ -3,6 +3,8 @@
 import streamlit as st
 
 from app_support import keys
+from app_support.links import apply_train_link, copy_link, say_ignored, train_params
+from app_support.nav import TRAIN
 from app_support.plots import curves_fig
 from app_support.training import (
     config_form,
@@ -27,11 +29,14 @@ if getattr(job_manager(), "note", None):
     st.warning(job_manager().note, icon=":material/lan:")
 if keys.TRAIN_FLASH in st.session_state:
     st.success(st.session_state.pop(keys.TRAIN_FLASH))
+say_ignored(apply_train_link())  # a lesson link's settings, before the form is drawn
 run = current_run()
 active = run is not None and run.snapshot().active
 cfg = config_form(disabled=active)
 
-c1, c2, _ = st.columns([1, 1, 4])
+c1, c2, _, c4 = st.columns([1, 1, 2, 2])
+with c4:
+    copy_link(TRAIN, train_params(st.session_state["tr_preset"]), key="tr_link")
 if c1.button(
     "Start training", type="primary", icon=":material/play_arrow:", disabled=active or cfg is None, key="tr_start"
 ):
