@@ -30,8 +30,9 @@ TRAIN = PageSpec("views/train.py", "Train", ":material/model_training:", "train"
 EVALUATE = PageSpec("views/evaluate.py", "Evaluate", ":material/analytics:", "evaluate")
 PREDICT = PageSpec("views/predict.py", "Predict", ":material/draw:", "predict")
 MISCLASSIFIED = PageSpec("views/misclassified.py", "Misclassified", ":material/report:", "misclassified")
+MAP = PageSpec("views/embedding.py", "Map", ":material/scatter_plot:", "map")
 SWEEP = PageSpec("views/sweep.py", "Sweep", ":material/tune:", "sweep")
-PAGES = (HOME, TRAIN, EVALUATE, PREDICT, MISCLASSIFIED, SWEEP)
+PAGES = (HOME, TRAIN, EVALUATE, PREDICT, MISCLASSIFIED, MAP, SWEEP)
 
 
 def run_app() -> None:

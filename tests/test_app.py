@@ -557,3 +557,17 @@ def test_a_bad_link_is_ignored_with_a_note(ckpt_dir):
     note = next(c.value for c in at.caption if "were not valid" in c.value)
     assert "epochs=9999" in note and "lr=abc" in note and "nonsense=1" in note and "arch=vgg" in note
     assert at.session_state["tr_student_epochs"] == 4  # the preset's value stands
+
+
+def test_map_page_features_vs_pixels(at):
+    from app_support.nav import MAP
+
+    goto(at, MAP)
+    assert not at.exception
+    purity = lambda: float(next(m.value for m in at.markdown if "nearest dots" in m.value).split("**")[3].rstrip("%"))
+    feats = purity()
+    chart = at.get("plotly_chart")[0].proto.spec
+    assert "Trouser" in chart and "(wrong)" in chart  # coloured by class, mistakes marked
+    at.toggle(key="map_pixels").set_value(True).run()
+    assert not at.exception and "raw pixels (784 values)" in next(m.value for m in at.markdown if "nearest" in m.value)
+    assert purity() < feats  # what learning did

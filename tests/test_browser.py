@@ -48,7 +48,7 @@ def test_every_page_deep_links_with_the_shared_sidebar(server, page):
     """A fresh deep link (e.g. /predict) gets the page and the app's own sidebar, not Streamlit's legacy view."""
     for path, marker in [("", "Ten classes"), ("train", "Start training"), ("evaluate", "Confusion matrix"),
                          ("predict", "Brush width"), ("misclassified", "errors"),
-                         ("sweep", "Start the sweep")]:  # fmt: skip
+                         ("map", "nearest dots"), ("sweep", "Start the sweep")]:  # fmt: skip
         page.goto(f"{server}/{path}")
         page.get_by_text(marker).first.wait_for()
         sidebar = page.locator("[data-testid=stSidebar]")
@@ -111,3 +111,18 @@ def test_download_the_model_as_onnx(server, page, tmp_path):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (logits,) = sess.run(None, {"pixels": np.zeros((3, 1, 28, 28), np.float32)})
     assert logits.shape == (3, 10) and dl.value.suggested_filename == "quick.onnx"
+
+
+def test_map_click_a_dot_to_see_its_image(server, page):
+    page.goto(f"{server}/map")
+    dots = page.locator("[data-testid=stPlotlyChart] .scatterlayer .trace .point")
+    dots.first.wait_for(timeout=120_000)
+    wait_idle(page)
+    assert dots.count() > 1000  # the class-balanced 2,000 test images
+    box = dots.nth(10).bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # as a user clicks a dot
+    main = page.locator("[data-testid=stMain]")
+    expect(main.get_by_text("1 selected")).to_be_visible(timeout=60_000)
+    wait_idle(page)
+    assert main.locator("[data-testid=stImage]").count() >= 1
+    assert page.locator("[data-testid=stException]").count() == 0

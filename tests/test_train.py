@@ -234,8 +234,10 @@ def test_time_budget_stops_the_run_and_anneals_the_schedule(ds):
     cfg = preset_config("quick", subset=20000, time_budget=2, precision="fp32")
     res = train(cfg, ds)
     assert res.status == "finished" and res.message.startswith("Time budget of 2 s reached in epoch 1")
-    assert 2 <= res.train_time_s < 4 and res.history[-1]["partial"]
-    assert res.history[-1]["lr"] < cfg.lr / 50  # one-cycle annealed on the clock (by the steps: still warming up)
+    assert 2 <= res.train_time_s < 6 and res.history[-1]["partial"]  # a loaded CI machine: slow last batch
+    # Annealed on the clock: below even one-cycle's starting LR (lr / 25), where by the steps it would still be
+    # warming up. On a loaded machine the last batch starts earlier in the budget, so not much lower than that.
+    assert res.history[-1]["lr"] < cfg.lr / 25
 
 
 def test_an_unreached_time_budget_changes_nothing(ds):

@@ -1,0 +1,44 @@
+"""The embedding map (fmnist.embedding): features, projections, and what learning did."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+from fmnist.checkpoints import load_checkpoint
+from fmnist.embedding import EmbeddingError, embedding_map, neighbourhood_purity, penultimate_features, project
+from fmnist.models import create_model
+
+
+def test_features_are_the_classifiers_input(ds):
+    model = create_model("cnn2").eval()
+    feats, preds = penultimate_features(model, ds.test_images[:50])
+    assert feats.shape == (50, 128) and preds.shape == (50,)
+    with torch.no_grad():  # the classifier applied to those features gives the model's own logits
+        last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        from fmnist.runtime import to_input
+
+        assert torch.allclose(last(torch.from_numpy(feats)), model(to_input(ds.test_images[:50])), atol=1e-4)
+    with pytest.raises(EmbeddingError, match="ensemble"):
+        penultimate_features(load_checkpoint(ROOT / "checkpoints" / "ensemble.safetensors").model, ds.test_images[:5])
+
+
+def test_learning_separates_the_classes(ds):
+    """On the shipped quick model, neighbours in the feature map share a class far more often than in pixel space."""
+    model = load_checkpoint(ROOT / "checkpoints" / "quick.safetensors").model
+    feats = embedding_map(model, ds, "pca", pixels=False, n=1000)
+    raw = embedding_map(model, ds, "pca", pixels=True, n=1000)
+    assert feats.xy.shape == (1000, 2) and np.array_equal(feats.index, raw.index)
+    assert np.bincount(feats.labels).tolist() == [100] * 10  # class-balanced
+    assert (feats.preds == feats.labels).mean() > 0.85
+    assert neighbourhood_purity(feats.xy, feats.labels) > neighbourhood_purity(raw.xy, raw.labels) + 0.1
+
+
+def test_tsne_and_bad_method():
+    x = np.random.default_rng(0).normal(size=(120, 60)).astype(np.float32)
+    x[:60] += 4  # two clusters
+    xy = project(x, "tsne")
+    labels = np.array([0] * 60 + [1] * 60)
+    assert xy.shape == (120, 2) and neighbourhood_purity(xy, labels) > 0.95
+    with pytest.raises(ValueError):
+        project(x, "umap")
