@@ -45,7 +45,7 @@ except EmbeddingError as e:
     st.stop()
 
 wrong = emap.labels != emap.preds
-fig = go.Figure()
+fig, traces = go.Figure(), []  # traces[k]: the test indices of trace k, in point order
 for c in range(10):
     for err in (False, True):
         m = (emap.labels == c) & (wrong == err)
@@ -56,11 +56,12 @@ for c in range(10):
             legendgroup=CLASSES[c], showlegend=not err,
             marker=dict(color=CLASS_COLORS[c], size=9 if err else 5, symbol="x" if err else "circle",
                         line=dict(width=1, color="#222") if err else None),
-            customdata=np.stack([emap.index[m], emap.preds[m]], 1),
+            customdata=np.stack([emap.index[m], np.array(CLASSES)[emap.preds[m]]], 1),
             hovertemplate=f"true {CLASSES[c]}, predicted %{{customdata[1]}}<br>test image #%{{customdata[0]}}<extra></extra>",
         )  # fmt: skip
+        traces.append(emap.index[m])
 fig.update_layout(
-    height=620, dragmode="lasso", xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"),
+    height=620, xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"),
     legend=dict(itemsizing="constant"), **LAYOUT,
 )  # fmt: skip
 what = f"raw pixels ({emap.dims} values)" if pixels else f"the network's features ({emap.dims} values)"
@@ -73,7 +74,7 @@ event = st.plotly_chart(fig, key="map_plot", on_select="rerun", selection_mode=(
 st.caption("Drag a lasso or a box around dots (or click one) to see their images.")
 
 points = (event.selection.get("points", []) if event else []) or []
-chosen = [int(p["customdata"][0]) for p in points if p.get("customdata") is not None][:32]
+chosen = [int(traces[p["curve_number"]][p["point_index"]]) for p in points if "point_index" in p][:32]
 if chosen:
     st.subheader(f"{len(points)} selected" + (", the first 32" if len(points) > 32 else ""))
     lookup = {int(i): k for k, i in enumerate(emap.index)}
