@@ -11,6 +11,7 @@ them for this image (forward hooks), so a student can redo one step of the netwo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -85,7 +86,13 @@ def conv_activations(model: nn.Module, image: torch.Tensor) -> list[ConvLayer]:
         name, bn = info[id(m)]
         seen.append(ConvLayer(name, m, inputs[0][0].detach().float().clone(), output[0].detach().float().clone(), bn))
 
-    handles = [m.register_forward_hook(hook) for _, m, _ in convs]
+    _run_hooked(model, image, [(m, hook) for _, m, _ in convs])
+    return seen
+
+
+def _run_hooked(model: nn.Module, image: torch.Tensor, hooks: list[tuple[nn.Module, Any]]) -> None:
+    """One forward pass of `image` in eval mode with forward `hooks`; the model is left as it was."""
+    handles = [m.register_forward_hook(h) for m, h in hooks]
     was_training = model.training
     try:
         model.eval()
@@ -94,7 +101,6 @@ def conv_activations(model: nn.Module, image: torch.Tensor) -> list[ConvLayer]:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return seen
 
 
 def conv_step(layer: ConvLayer, channel: int, y: int, x: int, in_channel: int = 0) -> ConvStep:
@@ -148,17 +154,9 @@ def hidden_activations(model: nn.Module, image: torch.Tensor) -> list[tuple[str,
             f"{type(model).__name__} has no hidden layer: each of its 10 scores is a weighted sum of the pixels"
         )
     seen: list[tuple[str, torch.Tensor]] = []
-    handles = [
-        m.register_forward_hook(lambda m, i, o, n=n: seen.append((n, o[0].detach().float().clone()))) for n, m in relus
-    ]
-    was_training = model.training
-    try:
-        model.eval()
-        model(to_input(image.reshape(1, 28, 28)))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    _run_hooked(
+        model, image, [(m, lambda m, i, o, n=n: seen.append((n, o[0].detach().float().clone()))) for n, m in relus]
+    )
     return seen
 
 

@@ -17,13 +17,14 @@ OUT = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/screenshots")
 # page -> (url path, viewport height): Streamlit scrolls inside its own container, so the
 # viewport must be tall enough to hold the whole page.
 PAGES = {
-    "home": ("", 2500, "The model zoo"),
+    "home": ("", 3300, "The model zoo"),
     "train": ("train", 1300, "Start training"),
     "evaluate": ("evaluate", 2900, "Calibration"),
     "predict": ("predict", 2300, "Brush width"),
     "misclassified": ("misclassified", 2900, "errors"),
     "sweep": ("sweep", 2200, "Start the sweep"),
     "layers": ("predict", 2600, "Brush width"),
+    "map": ("map", 1500, "nearest dots"),
 }
 ONLY = set(sys.argv[3].split(",")) if len(sys.argv) > 3 else None  # e.g. "sweep,predict"
 
