@@ -566,8 +566,10 @@ def test_map_page_features_vs_pixels(at):
     assert not at.exception
     purity = lambda: float(next(m.value for m in at.markdown if "nearest dots" in m.value).split("**")[3].rstrip("%"))
     feats = purity()
-    chart = at.get("plotly_chart")[0].proto.spec
-    assert "Trouser" in chart and "(wrong)" in chart  # coloured by class, mistakes marked
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    enc = spec["encoding"]
+    assert enc["color"]["field"] == "true" and "cross" in enc["shape"]["scale"]["range"]  # class colours, mistakes
+    assert {"field": "image"} in [{"field": t["field"]} for t in enc["tooltip"]]  # the hover shows the thumbnail
     at.toggle(key="map_pixels").set_value(True).run()
     assert not at.exception and "raw pixels (784 values)" in next(m.value for m in at.markdown if "nearest" in m.value)
     assert purity() < feats  # what learning did

@@ -113,16 +113,24 @@ def test_download_the_model_as_onnx(server, page, tmp_path):
     assert logits.shape == (3, 10) and dl.value.suggested_filename == "quick.onnx"
 
 
-def test_map_click_a_dot_to_see_its_image(server, page):
+def test_map_hover_shows_the_image_and_a_box_selects_dots(server, page):
     page.goto(f"{server}/map")
-    dots = page.locator("[data-testid=stPlotlyChart] .scatterlayer .trace .point")
-    dots.first.wait_for(timeout=120_000)
+    chart = page.locator("[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg").first
+    chart.wait_for(timeout=120_000)
     wait_idle(page)
-    assert dots.count() > 1000  # the class-balanced 2,000 test images
-    box = dots.nth(10).bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # as a user clicks a dot
+    box = chart.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    for dx in range(-60, 61, 6):  # sweep the pointer across the dense middle until a tooltip shows
+        page.mouse.move(cx + dx, cy + dx / 3)
+        if page.locator("#vg-tooltip-element img").count():
+            break
+    expect(page.locator("#vg-tooltip-element img").first).to_be_visible(timeout=5_000)  # the dot's thumbnail
+    page.mouse.move(cx - 80, cy - 80)
+    page.mouse.down()
+    page.mouse.move(cx + 80, cy + 80, steps=8)
+    page.mouse.up()
     main = page.locator("[data-testid=stMain]")
-    expect(main.get_by_text("1 selected")).to_be_visible(timeout=60_000)
+    expect(main.get_by_text(" selected").first).to_be_visible(timeout=60_000)
     wait_idle(page)
     assert main.locator("[data-testid=stImage]").count() >= 1
     assert page.locator("[data-testid=stException]").count() == 0

@@ -1,12 +1,17 @@
-"""Map: where the model puts each test image, flattened to 2-D; select points to see the images."""
+"""Map: where the model puts each test image, flattened to 2-D; hover a dot to see its image, select dots to list them."""
 
+import base64
+import io
+
+import altair as alt
 import numpy as np
-import plotly.graph_objects as go
+import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from app_support import keys
 from app_support.nav import MISCLASSIFIED
-from app_support.plots import CLASS_COLORS, LAYOUT, upscale
+from app_support.plots import CLASS_COLORS, upscale
 from app_support.state import dataset, get_checkpoint, require_model
 from fmnist.data import CLASSES
 from fmnist.embedding import EmbeddingError, EmbeddingMap, embedding_map, neighbourhood_purity
@@ -27,6 +32,30 @@ method = c1.radio(
 pixels = c2.toggle("Raw pixels instead of the network's features", key="map_pixels")
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def thumbnails(index: tuple[int, ...]) -> list[str]:
+    """A small PNG data URL of each test image, for the hover tooltips (56x56, light on black)."""
+    out = []
+    for i in index:
+        buf = io.BytesIO()
+        Image.fromarray(upscale(ds.test_images[i].numpy(), 2)).save(buf, "PNG", optimize=True)
+        out.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+    return out
+
+
+def selected(event, frame: pd.DataFrame) -> list[int]:
+    """Test indices of the clicked dot(s) or of the dots inside the dragged box."""
+    sel = (event or {}).get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", {}) or {}
+    picked = [int(p["test image"]) for p in sel.get("picked") or [] if "test image" in p]
+    if picked:
+        return picked
+    b = sel.get("box") or {}
+    if "x" in b and "y" in b:
+        inside = frame["x"].between(*sorted(b["x"])) & frame["y"].between(*sorted(b["y"]))
+        return frame.loc[inside, "test image"].astype(int).tolist()
+    return []
+
+
 @st.cache_data(max_entries=16, show_spinner="Projecting the test images ... (once per model)")
 def _cached_map(path: str, mtime: float, method: str, pixels: bool) -> EmbeddingMap:
     return embedding_map(get_checkpoint(entry.ref).model, ds, method, pixels)
@@ -45,24 +74,25 @@ except EmbeddingError as e:
     st.stop()
 
 wrong = emap.labels != emap.preds
-fig, traces = go.Figure(), []  # traces[k]: the test indices of trace k, in point order
-for c in range(10):
-    for err in (False, True):
-        m = (emap.labels == c) & (wrong == err)
-        if not m.any():
-            continue
-        fig.add_scatter(
-            x=emap.xy[m, 0], y=emap.xy[m, 1], mode="markers", name=CLASSES[c] + (" (wrong)" if err else ""),
-            legendgroup=CLASSES[c], showlegend=not err,
-            marker=dict(color=CLASS_COLORS[c], size=9 if err else 5, symbol="x" if err else "circle",
-                        line=dict(width=1, color="#222") if err else None),
-            customdata=np.stack([emap.index[m], np.array(CLASSES)[emap.preds[m]]], 1),
-            hovertemplate=f"true {CLASSES[c]}, predicted %{{customdata[1]}}<br>test image #%{{customdata[0]}}<extra></extra>",
-        )  # fmt: skip
-        traces.append(emap.index[m])
-fig.update_layout(
-    height=620, xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"),
-    legend=dict(itemsizing="constant"), **LAYOUT,
+frame = pd.DataFrame({
+    "x": emap.xy[:, 0], "y": emap.xy[:, 1], "true": np.array(CLASSES)[emap.labels],
+    "predicted": np.array(CLASSES)[emap.preds], "mistake": np.where(wrong, "wrong", "right"),
+    "test image": emap.index, "image": thumbnails(tuple(int(i) for i in emap.index)),
+})  # fmt: skip
+click = alt.selection_point(name="picked", fields=["test image"], on="click")
+box = alt.selection_interval(name="box", encodings=["x", "y"])
+chart = (
+    alt.Chart(frame)
+    .mark_point(filled=True, opacity=0.75)
+    .encode(
+        x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
+        color=alt.Color("true:N", scale=alt.Scale(domain=CLASSES, range=CLASS_COLORS), title="true class"),
+        shape=alt.Shape("mistake:N", scale=alt.Scale(domain=["right", "wrong"], range=["circle", "cross"]), title=None),
+        size=alt.condition(alt.datum.mistake == "wrong", alt.value(70), alt.value(22)),
+        tooltip=["image", "true", "predicted", "test image"],  # vega-tooltip draws the "image" field as a picture
+    )
+    .add_params(click, box)
+    .properties(height=620)
 )  # fmt: skip
 what = f"raw pixels ({emap.dims} values)" if pixels else f"the network's features ({emap.dims} values)"
 purity = neighbourhood_purity(emap.xy, emap.labels)
@@ -70,16 +100,15 @@ st.markdown(
     f"**{len(emap.index):,} test images**, {method.upper() if method == 'pca' else 't-SNE'} of {what}. "
     f"Of each dot's 10 nearest dots, **{purity:.0%}** share its class."
 )
-event = st.plotly_chart(fig, key="map_plot", on_select="rerun", selection_mode=("points", "box", "lasso"))
-st.caption("Drag a lasso or a box around dots (or click one) to see their images.")
+event = st.altair_chart(chart, key="map_plot", on_select="rerun", width="stretch")
+st.caption("Hover over a dot to see its image. Click a dot, or drag a box around several, to list them below.")
 
-points = (event.selection.get("points", []) if event else []) or []
-chosen = [int(traces[p["curve_number"]][p["point_index"]]) for p in points if "point_index" in p][:32]
+chosen = selected(event, frame)
 if chosen:
-    st.subheader(f"{len(points)} selected" + (", the first 32" if len(points) > 32 else ""))
+    st.subheader(f"{len(chosen)} selected" + (", the first 32" if len(chosen) > 32 else ""))
     lookup = {int(i): k for k, i in enumerate(emap.index)}
     cols = st.columns(8)
-    for n, i in enumerate(chosen):
+    for n, i in enumerate(chosen[:32]):
         k = lookup[i]
         t, p = int(emap.labels[k]), int(emap.preds[k])
         with cols[n % 8]:
