@@ -17,7 +17,7 @@ import streamlit as st
 from app_support import keys
 from app_support.state import checkpoint_dir
 from app_support.training import job_manager, owner
-from fmnist.checkpoints import sanitize_name
+from fmnist.checkpoints import FolderLimits, sanitize_name
 from fmnist.sweep import DEFAULT_STORAGE, Param, SweepError, SweepSpec, check_spec, run_sweep, storage_for
 
 
@@ -100,7 +100,7 @@ def start_sweep(arch: str, params: list[Param], trials: int, fixed: dict[str, An
     study = f"{arch}-{token[:6]}-sweep{n}"
     spec = SweepSpec(
         study=study, params=params, trials=trials, fixed={"arch": arch, **fixed}, storage=storage(), pruner=pruner,
-        save_to=checkpoint_dir() / f"sweep-{sanitize_name(study)}.safetensors",
+        save_to=checkpoint_dir() / f"sweep-{sanitize_name(study)}.safetensors", limits=FolderLimits.from_env(),
     )  # fmt: skip
     check_spec(spec)
     st.session_state[keys.SWEEP_COUNT] = n

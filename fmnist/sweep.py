@@ -133,6 +133,7 @@ class SweepSpec:
     pruner: str = "median"  # or "halving"
     seed: int = 0
     save_to: str | os.PathLike | None = None  # the best trial's checkpoint
+    limits: Any = None  # fmnist.checkpoints.FolderLimits for that save (the app's shared folder)
 
     def config(self, values: dict[str, Any]) -> TrainConfig:
         """The TrainConfig of one trial: the fixed options plus the trial's `values`."""
@@ -283,7 +284,7 @@ def run_sweep(
                 study.tell(lv.trial, res.val_acc)
                 if spec.save_to and (best_value is None or res.val_acc > best_value):
                     best_value = res.val_acc
-                    saved = _save_best(spec, study, lv.trial, res)
+                    saved = _save_best(spec, study, lv.trial, res) or saved
             else:
                 why = (res.message if res is not None else None) or lv.job.error or lv.job.state
                 lv.trial.set_user_attr("error", why)
@@ -300,14 +301,21 @@ def _best_value(study: Any) -> float | None:
         return None
 
 
-def _save_best(spec: SweepSpec, study: Any, trial: Any, result: Any) -> str:
-    from .checkpoints import save_trained
+def _save_best(spec: SweepSpec, study: Any, trial: Any, result: Any) -> str | None:
+    """Save the new best trial's model; None (and a note on the study) when the folder is full."""
+    from .checkpoints import FolderFull, save_trained
 
     extra = {
         "sweep": {"study": spec.study, "trial": trial.number, "params": trial.params, "objective": OBJECTIVE,
                   "storage": _redact(spec.storage)},
     }  # fmt: skip
-    path, _ = save_trained(result, spec.save_to, f"sweep {spec.study} trial {trial.number}", **extra)
+    try:
+        path, _ = save_trained(
+            result, spec.save_to, f"sweep {spec.study} trial {trial.number}", limits=spec.limits, **extra
+        )
+    except FolderFull as e:
+        study.set_user_attr("save_error", str(e))
+        return None
     study.set_user_attr("best_checkpoint", str(path))
     return str(path)
 
@@ -326,6 +334,7 @@ def summary(study: Any, checkpoint: str | None = None) -> dict[str, Any]:
     return {
         "study": study.study_name, "arch": study.user_attrs.get("arch"), "objective": OBJECTIVE,
         "trials": trials, "best": best, "checkpoint": checkpoint or study.user_attrs.get("best_checkpoint"),
+        "save_error": study.user_attrs.get("save_error"),
     }  # fmt: skip
 
 

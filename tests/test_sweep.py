@@ -110,3 +110,22 @@ def test_sweep_cli_bad_params(capsys):
     assert "is empty" in capsys.readouterr().err
     assert main(["sweep", *TINY]) == 2
     assert "nothing to search" in capsys.readouterr().err
+
+
+def test_a_full_folder_keeps_the_sweep_going_and_says_so(tmp_path):
+    from fmnist.checkpoints import FolderLimits
+    from fmnist.jobs import JobManager
+    from fmnist.sweep import run_sweep
+
+    spec = SweepSpec(
+        "full", [parse_param("lr=1e-3:1e-1:log")], trials=2, fixed={"arch": "logreg", "epochs": 1, "subset": 600},
+        storage=f"sqlite:///{tmp_path / 's.db'}", save_to=tmp_path / "best", limits=FolderLimits(max_models=0),
+    )  # fmt: skip
+    m = JobManager(heartbeat_s=None)
+    try:
+        res = run_sweep(spec, m)
+    finally:
+        m.shutdown()
+    assert [t["state"] for t in res["trials"]] == ["complete", "complete"]
+    assert res["checkpoint"] is None and "folder is full" in res["save_error"]
+    assert not (tmp_path / "best.safetensors").exists()

@@ -93,6 +93,8 @@ def live() -> None:
     )
     if run.error:
         st.error(f"The sweep stopped: {run.error}")
+    if res.get("save_error"):
+        st.warning(f"The best model could not be saved: {res['save_error']}")
     best = res["best"]
     if best:
         c1, c2 = st.columns([3, 1])
