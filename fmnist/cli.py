@@ -155,13 +155,9 @@ def training_events(cfg: TrainConfig, data: Any, ray_address: str | None, quiet:
         except KeyboardInterrupt:
             raise CLIError("interrupted: nothing was saved") from None
         return
-    from .jobs import JobFailed, JobManager, follow
-    from .ray_backend import RayBackend
+    from .jobs import JobFailed, follow
 
-    try:
-        manager = JobManager(backend=RayBackend(ray_address), heartbeat_s=None)
-    except ConnectionError as e:
-        raise CLIError(str(e)) from None
+    manager = make_manager(ray_address)
     job = manager.submit(cfg, label=f"{cfg.arch}-cli")
     if not quiet:
         print(f"submitted to the Ray cluster at {ray_address}; pending until it has room", file=sys.stderr)
@@ -457,8 +453,21 @@ def parser() -> argparse.ArgumentParser:
 
     add("models", cmd_models, "list the model zoo")
     add("data", cmd_data, "show where the dataset was found and whether it verifies")
+    _train_parser(add("train", cmd_train, "train a zoo model or preset and save a checkpoint"))
+    _sweep_parser(add("sweep", cmd_sweep, "search hyperparameters with Optuna; every trial is a training run"))
+    _checkpoint_parsers(add)
+    b = add("bench", cmd_bench, "throughput of this loop vs a per-sample DataLoader loop, eval and predict latency")
+    b.add_argument("--arch", default="cnn2")
+    b.add_argument("--batch-size", type=positive_int, default=128)
+    b.add_argument("--batches", type=positive_int, default=40, help="batches per timed round")
+    b.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds per side")
 
-    t = add("train", cmd_train, "train a zoo model or preset and save a checkpoint")
+    d = add("download", cmd_download, "download the dataset (checksummed) into ./data; needs internet")
+    d.add_argument("--dest", default="data")
+    return p
+
+
+def _train_parser(t: argparse.ArgumentParser) -> None:
     t.epilog = (
         "Each option's default comes from the recipe: --preset NAME, or --arch NAME (that model's public "
         f"recipe), or else the '{DEFAULT_PRESET}' preset; the values shown are the '{DEFAULT_PRESET}' preset's. "
@@ -480,7 +489,8 @@ def parser() -> argparse.ArgumentParser:
         "--show-config", action="store_true", help="print the resolved options and their origin; train nothing"
     )
 
-    sw = add("sweep", cmd_sweep, "search hyperparameters with Optuna; every trial is a training run")
+
+def _sweep_parser(sw: argparse.ArgumentParser) -> None:
     sw.epilog = (
         "Every training option fixes that setting for all trials; --param searches one. Examples: "
         "--param lr=1e-4:1e-1:log  --param batch_size=64,128,256  --param optimizer=adam,sgd. "
@@ -502,6 +512,9 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--ray", metavar="ADDRESS", help="run the trials on the Ray cluster at ADDRESS")
     add_option_flags(sw)
 
+
+def _checkpoint_parsers(add: Any) -> None:
+    """evaluate, predict, export and ensemble: the commands that take saved checkpoints."""
     e = add("evaluate", cmd_evaluate, "test-set metrics, per-class table and confusion matrix of a checkpoint")
     e.add_argument("checkpoint")
     e.add_argument("--limit", type=positive_int, help="only the first N test images")
@@ -522,16 +535,6 @@ def parser() -> argparse.ArgumentParser:
     en.add_argument("--vote", choices=["soft", "majority"], default="soft")
     en.add_argument("--out", required=True)
     en.add_argument("--force", action="store_true", help="replace an existing --out file")
-
-    b = add("bench", cmd_bench, "throughput of this loop vs a per-sample DataLoader loop, eval and predict latency")
-    b.add_argument("--arch", default="cnn2")
-    b.add_argument("--batch-size", type=positive_int, default=128)
-    b.add_argument("--batches", type=positive_int, default=40, help="batches per timed round")
-    b.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds per side")
-
-    d = add("download", cmd_download, "download the dataset (checksummed) into ./data; needs internet")
-    d.add_argument("--dest", default="data")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,8 @@ if c1.button(
 ):
     run = start_run(cfg)
     active = True
-queued = active and (run.snapshot().state == "queued" or run.snapshot().pending)
+snap0 = run.snapshot() if active else None
+queued = snap0 is not None and (snap0.state == "queued" or snap0.pending)
 if c2.button("Leave the queue" if queued else "Stop", icon=":material/stop:", disabled=not active, key="tr_stop"):
     run.stop()
 
