@@ -573,3 +573,11 @@ def test_map_page_features_vs_pixels(at):
     at.toggle(key="map_pixels").set_value(True).run()
     assert not at.exception and "raw pixels (784 values)" in next(m.value for m in at.markdown if "nearest" in m.value)
     assert purity() < feats  # what learning did
+
+
+def test_a_lesson_link_applies_once_then_the_student_is_free(ckpt_dir):
+    at = _open("train", {"preset": "student", "epochs": 30}, TRAIN)
+    assert at.session_state["tr_student_epochs"] == 30
+    at.number_input(key="tr_student_epochs").set_value(5).run()  # the student changes it; the URL still says 30
+    at.run()
+    assert at.session_state["tr_student_epochs"] == 5

@@ -71,13 +71,17 @@ TINY = ["--arch", "mlp", "--epochs", "2", "--subset", "2000", "--precision", "fp
 def test_a_sweep_prunes_stores_resumes_and_saves_its_best(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
     out = tmp_path / "best"
-    common = [*TINY, "--param", "lr=1e-5:1e-1:log", "--param", "batch_size=32,64,128", "--study", "tiny",
+    # 8 epochs on 10,000 images: long enough that a pruned trial's run is stopped well before its end
+    common = ["--arch", "mlp", "--epochs", "8", "--subset", "10000", "--precision", "fp32", "--param", "lr=1e-5:1e-1:log", "--param", "batch_size=32,64,128", "--study", "tiny",
               "--storage", storage, "--out", str(out)]  # fmt: skip
     code, res = _sweep(capsys, *common, "--trials", "6")
     assert code == 0 and res["study"] == "tiny" and res["arch"] == "mlp"
     assert len(res["trials"]) == 6 and {"number", "params", "state", "value"} <= set(res["trials"][0])
     states = [t["state"] for t in res["trials"]]
     assert "pruned" in states and states.count("complete") >= 2, states  # the median pruner stopped a poor trial
+    pruned = [t for t in res["trials"] if t["state"] == "pruned"]
+    assert all(t["epochs"] < 8 for t in pruned), pruned  # ... and its run really ended early
+    assert all(t["epochs"] == 8 for t in res["trials"] if t["state"] == "complete")
     best = res["best"]
     assert best["value"] == max(t["value"] for t in res["trials"] if t["state"] == "complete")
     card = load_checkpoint(res["checkpoint"]).card
