@@ -47,6 +47,7 @@ WIDGETS: dict[str, dict[str, Any]] = {
     "val_fraction": {"options": [0.05, 0.1, 0.2, 0.3]},
     "subset": {"step": 1000},
     "erase": {"slider": 0.1},
+    "erase_size": {"slider": 2},
     "flip": {},
     "shift": {"slider": 0.05, "hi": 0.3},
     "rotate": {"slider": 5.0, "hi": 30.0},
@@ -64,7 +65,7 @@ LAYOUT = [  # rows of the form; the second group sits in an expander
     ["optimizer", "schedule", "val_fraction", "subset"],
 ]
 MORE = [
-    ["erase", "flip", "shift", "rotate", "zoom"],
+    ["erase", "erase_size", "flip", "shift", "rotate", "zoom"],
     ["weight_decay", "label_smoothing", "patience", "seed"],
     ["restore_best", "precision", "time_budget"],
 ]

@@ -29,7 +29,7 @@ def augment_batch(x: torch.Tensor, aug: Augment, gen: torch.Generator | None = N
         return (torch.rand(b, generator=gen) * 2 - 1) * scale
 
     if aug.erase > 0:
-        x = random_erase(x, aug.erase, gen)
+        x = random_erase(x, aug.erase, gen, aug.erase_size)
     if not (aug.flip or aug.shift or aug.rotate or aug.zoom):
         return x
     if not (aug.shift or aug.rotate or aug.zoom):  # flip only: no resampling
@@ -47,10 +47,13 @@ def augment_batch(x: torch.Tensor, aug: Augment, gen: torch.Generator | None = N
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def random_erase(x: torch.Tensor, p: float, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Blank a random square (side 4-12 px, clipped at the border) in each image with probability p."""
+def random_erase(x: torch.Tensor, p: float, gen: torch.Generator | None = None, size: int = 0) -> torch.Tensor:
+    """Blank a square in each image with probability p, centred anywhere and clipped at the border.
+
+    Its side is `size` px (Cutout), or random in 4-12 px when size is 0.
+    """
     b, _, h, w = x.shape
-    side = torch.randint(4, 13, (b, 1, 1), generator=gen)
+    side = torch.full((b, 1, 1), size) if size else torch.randint(4, 13, (b, 1, 1), generator=gen)
     y0 = torch.randint(0, h, (b, 1, 1), generator=gen) - side // 2  # top-left corner, may be outside
     x0 = torch.randint(0, w, (b, 1, 1), generator=gen) - side // 2
     ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)

@@ -106,3 +106,15 @@ def test_random_erase_squares_are_4_to_12_px_and_clipped():
     assert rows.min() >= 1 and (rows < 4).any()  # clipped at the border
     assert holes[:, 0, :].any() and holes[:, -1, :].any() and holes[:, :, 0].any() and holes[:, :, -1].any()
     assert torch.equal(random_erase(x, 0.0, _gen()), x)
+
+
+def test_cutout_squares_have_the_given_side_and_are_clipped():
+    x = torch.ones(2000, 1, 28, 28)
+    y = augment_batch(x, Augment(erase=1.0, erase_size=12), _gen())
+    holes = y[:, 0] == 0
+    rows, cols = holes.any(2).sum(1), holes.any(1).sum(1)
+    assert rows.max() == 12 and cols.max() == 12  # never larger than asked
+    whole = (rows == 12) & (cols == 12)
+    assert whole.float().mean() > 0.3  # most centres leave the whole square inside
+    assert torch.equal(holes[whole].sum((1, 2)), torch.full((int(whole.sum()),), 144))
+    assert (rows < 12).any()  # clipped at the border
