@@ -10,7 +10,7 @@ import streamlit as st
 import torch
 
 from app_support.plots import heat_overlay
-from app_support.state import available_models, get_checkpoint
+from app_support.state import available_models, checkpoint_dir, folder_signature, get_checkpoint, session_models
 from fmnist.checkpoints import Checkpoint, CheckpointError
 from fmnist.data import CLASSES
 from fmnist.explain import grad_cam, saliency
@@ -49,21 +49,42 @@ def probs(ckpt: Checkpoint, image: np.ndarray) -> np.ndarray:
     return (logits / (ckpt.temperature or 1.0)).softmax(1)[0].numpy()  # calibrated where the card says how
 
 
-def all_votes(image: np.ndarray) -> pd.DataFrame:
-    """What every available model predicts for the same image."""
+def _file_model(ckpt: Checkpoint) -> tuple[str, int] | None:
+    """(path, mtime) of a model loaded from a file: a key that is the same for every session."""
+    try:
+        return (str(ckpt.path), ckpt.path.stat().st_mtime_ns) if ckpt.path else None
+    except OSError:
+        return None
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _file_votes(image: bytes, folder: str, signature: tuple) -> list[dict[str, Any]]:
     rows = []
     for e in available_models():
+        if e.ref.kind != "file":
+            continue
         try:
-            p = probs(get_checkpoint(e.ref), image)
+            p = probs(get_checkpoint(e.ref), np.frombuffer(image, np.uint8).reshape(28, 28))
         except (CheckpointError, OSError):
             continue
         top = int(p.argmax())
         rows.append({"model": e.label, "prediction": CLASSES[top], "confidence": float(p[top])})
+    return rows
+
+
+def all_votes(image: np.ndarray) -> pd.DataFrame:
+    """What every available model predicts for the same image. The saved models' votes are computed
+    once per image and folder state; this session's unsaved models are asked each time."""
+    folder = checkpoint_dir()
+    rows = list(_file_votes(np.ascontiguousarray(image, np.uint8).tobytes(), str(folder), folder_signature(folder)))
+    for name, ck in session_models().items():
+        p = probs(ck, image)
+        top = int(p.argmax())
+        rows.append({"model": f"{name} (this session, unsaved)", "prediction": CLASSES[top], "confidence": float(p[top])})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def explanations(ckpt: Checkpoint, image: np.ndarray, target: int) -> list[tuple[str, np.ndarray]]:
-    """(caption, RGB overlay) for saliency and, for conv nets, Grad-CAM."""
+def _explanations(ckpt: Checkpoint, image: np.ndarray, target: int) -> list[tuple[str, np.ndarray]]:
     x = torch.from_numpy(np.array(image, dtype=np.uint8))
     out = [("Saliency: pixels that move the score most", heat_overlay(image, saliency(ckpt.model, x, target)))]
     cam = grad_cam(ckpt.model, x, target)
@@ -72,7 +93,23 @@ def explanations(ckpt: Checkpoint, image: np.ndarray, target: int) -> list[tuple
     return out
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def _file_explanations(
+    _ckpt: Checkpoint, model: tuple[str, int], image: bytes, target: int
+) -> list[tuple[str, np.ndarray]]:
+    return _explanations(_ckpt, np.frombuffer(image, np.uint8).reshape(28, 28), target)
+
+
+def explanations(ckpt: Checkpoint, image: np.ndarray, target: int) -> list[tuple[str, np.ndarray]]:
+    """(caption, RGB overlay) for saliency and, for conv nets, Grad-CAM; a saved model's are cached
+    per image, so a rerun with the same drawing (a new brush width, the layers toggle) costs nothing."""
+    key = _file_model(ckpt)
+    if key is None:
+        return _explanations(ckpt, image, target)
+    return _file_explanations(ckpt, key, np.ascontiguousarray(image, np.uint8).tobytes(), target)
+
+
 def show_explanations(ckpt: Checkpoint, image: np.ndarray, target: int, width: int = 200) -> None:
     cols = st.columns(2)
     for col, (caption, rgb) in zip(cols, explanations(ckpt, image, target)):
-        col.image(np.kron(rgb, np.ones((8, 8, 1), dtype=np.uint8)), caption=caption, width=width)
+        col.image(np.kron(rgb, np.ones((8, 8, 1), dtype=np.uint8)), caption=caption, width=width, alt=caption)

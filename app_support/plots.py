@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.subplots import make_subplots
 
 from fmnist.data import CLASSES
@@ -20,6 +21,20 @@ LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), font=dict(size=14))
 def upscale(img: np.ndarray, factor: int = 6) -> np.ndarray:
     """Nearest-neighbour enlargement so 28x28 pixels stay crisp on a projector."""
     return np.kron(img, np.ones((factor, factor), dtype=img.dtype))
+
+
+def step_tiles(steps: list[np.ndarray], side: int = 140) -> list[np.ndarray]:
+    """Each preprocessing step at its display size (`side` px on its longest side): small steps are
+    enlarged pixel by pixel, a large photo is shrunk, so the browser is sent no more than it shows."""
+    out = []
+    for s in steps:
+        f = side / max(s.shape[:2])
+        if f >= 1:
+            out.append(upscale(s, max(1, int(f))))
+        else:
+            size = (max(1, round(s.shape[1] * f)), max(1, round(s.shape[0] * f)))
+            out.append(np.asarray(Image.fromarray(s).resize(size, Image.Resampling.BOX)))
+    return out
 
 
 def mosaic(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndarray:

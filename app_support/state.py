@@ -16,6 +16,7 @@ from fmnist.checkpoints import (
     Checkpoint,
     CheckpointError,
     card_test_accuracy,
+    list_checkpoints,
     load_checkpoint,
     scan_cards,
 )
@@ -91,12 +92,32 @@ def session_models() -> dict[str, Checkpoint]:
     return st.session_state[keys.SESSION_MODELS]
 
 
-def available_models() -> list[ModelEntry]:
-    """Saved checkpoints (shipped or saved from Train) plus this session's unsaved models."""
+def folder_signature(folder: Path) -> tuple:
+    """(name, size, mtime) of every checkpoint in `folder`: it changes when a model is saved, replaced or deleted."""
+    sig = []
+    for p in list_checkpoints(folder):
+        try:
+            st_ = p.stat()
+        except OSError:
+            continue
+        sig.append((p.name, st_.st_size, st_.st_mtime_ns))
+    return tuple(sig)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _file_entries(folder: str, signature: tuple) -> tuple[ModelEntry, ...]:
+    """The folder's models, read once per change of the folder (not on every rerun). Do not mutate."""
     entries = []
-    for p, card in scan_cards(checkpoint_dir()):  # a bad file is listed nowhere; load errors show when picked
+    for p, card in scan_cards(folder):  # a bad file is listed nowhere; load errors show when picked
         acc = card_test_accuracy(card)
         entries.append(ModelEntry(ModelRef.file(p), f"{p.stem} ({acc:.1%})" if acc is not None else p.stem, card))
+    return tuple(entries)
+
+
+def available_models() -> list[ModelEntry]:
+    """Saved checkpoints (shipped or saved from Train) plus this session's unsaved models."""
+    folder = checkpoint_dir()
+    entries = list(_file_entries(str(folder), folder_signature(folder)))
     for name, ck in session_models().items():
         entries.append(ModelEntry(ModelRef.session(name), f"{name} (this session, unsaved)", ck.card))
     return entries

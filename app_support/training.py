@@ -57,6 +57,7 @@ WIDGETS: dict[str, dict[str, Any]] = {
     "patience": {"hi": 50},
     "seed": {},
     "restore_best": {},
+    "monitor": {},
     "precision": {},
     "time_budget": {"hi": 3600.0, "step": 10.0},
 }
@@ -67,7 +68,7 @@ LAYOUT = [  # rows of the form; the second group sits in an expander
 MORE = [
     ["erase", "erase_size", "flip", "shift", "rotate", "zoom"],
     ["weight_decay", "label_smoothing", "patience", "seed"],
-    ["restore_best", "precision", "time_budget"],
+    ["restore_best", "monitor", "precision", "time_budget"],
 ]
 _DESCRIBED = {d.name: d for d in option_fields()}
 _SAVE_LOCK = threading.Lock()  # guards the check-and-claim of run.saved_as

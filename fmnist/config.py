@@ -22,6 +22,7 @@ Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["constant", "onecycle", "cosine"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Precision = Literal["auto", "fp32", "bf16"]
+Monitor = Literal["val_acc", "val_loss"]
 
 
 class ConfigError(ValueError):
@@ -89,13 +90,14 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "label smoothing", label="Label smoothing", lo=0, hi=0.999)
     augment: Augment = option(help="augmentation (see Augment)", factory=Augment, cli=False)
     val_fraction: float = option(0.1, "validation split, e.g. 0.1 or 0.2", label="Validation split", lo=0, hi=0.5)
-    patience: int | None = option(None, "early stopping: epochs without a validation gain", label="Early-stop patience (0 = off)", lo=1, hi=1000, kind=int)  # fmt: skip
+    patience: int | None = option(None, "early stopping: epochs without a validation gain (0 = off)", label="Early-stop patience (0 = off)", lo=1, hi=1000, kind=int)  # fmt: skip
     restore_best: bool = option(True, "end with the weights of the best validation epoch", label="Restore best weights")
-    subset: int | None = option(None, "train on a class-balanced subset of N images", label="Training images (0 = all)", lo=10, hi=60000, kind=int)  # fmt: skip
+    monitor: Monitor = option("val_acc", "what 'best epoch' means for early stopping and restore-best (Keras watches val_loss)", label="Best epoch by", choices=get_args(Monitor))  # fmt: skip
+    subset: int | None = option(None, "train on a class-balanced subset of N images (0 = all)", label="Training images (0 = all)", lo=10, hi=60000, kind=int)  # fmt: skip
     seed: int = option(0, "random seed (split, init, shuffling, augmentation)", label="Seed", lo=0, hi=2**31 - 1)
     device: Device = option("auto", "auto picks CUDA, then MPS, then CPU", choices=get_args(Device))
     precision: Precision = option("auto", "auto: bf16 where the hardware has it natively", choices=get_args(Precision))
-    time_budget: float | None = option(None, "stop after this many seconds of training; the LR schedule then follows the clock", label="Time budget (s, 0 = none)", lo=1, hi=86400, kind=float)  # fmt: skip
+    time_budget: float | None = option(None, "stop after this many seconds of training; the LR schedule then follows the clock (0 = none)", label="Time budget (s, 0 = none)", lo=1, hi=86400, kind=float)  # fmt: skip
     tta_flip: bool = option(False, "predict with the mean of the image and its mirror image", label="Flip TTA")
     log_every: int = option(20, "batches between progress events", lo=1, hi=10**6)
 
@@ -229,7 +231,7 @@ def explain_config(
         preset: a PRESETS name; or
         recipe: an architecture, for its own public recipe (default: the quick preset).
         **overrides: TrainConfig fields, or Augment fields by their own names (flip, shift, ...);
-            None values are ignored.
+            None values are ignored; 0 turns an optional option (patience, subset, time_budget) off.
 
     Returns:
         (config, origin) where origin maps every option name to 'command line', the recipe
@@ -237,6 +239,9 @@ def explain_config(
     """
     source, d = base_recipe(preset, recipe)
     given = {k: v for k, v in overrides.items() if v is not None}
+    for f in fields(TrainConfig):  # an optional option given as 0 is turned off (--patience 0)
+        if f.default is None and given.get(f.name) == 0:
+            given[f.name] = None
     aug_names = {f.name for f in fields(Augment)}
     aug = {k: given.pop(k) for k in list(given) if k in aug_names}
     recipe_aug = d.get("augment", {})

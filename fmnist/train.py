@@ -320,7 +320,10 @@ def _validate(run: _Run) -> tuple[float, float]:
 def _end_epoch(run: _Run, epoch: int, tally: Tally) -> EpochEvent:
     """Validate, keep the best weights, record the history row."""
     val_loss, val_acc = _validate(run)
-    score = val_acc if len(run.x_val) else tally.acc
+    if not len(run.x_val):
+        score = tally.acc
+    else:  # a higher score is better: accuracy, or minus the loss (Keras's monitor="val_loss")
+        score = -val_loss if run.cfg.monitor == "val_loss" else val_acc
     is_best = run.best.consider(score, val_loss, epoch, run.trainer.model)
     elapsed = time.perf_counter() - run.t0
     row = {

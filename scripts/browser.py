@@ -121,3 +121,41 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+# The 28x28 view on Predict, found by its caption; and the saliency overlay (the slowest image).
+_SRC = """(text) => {
+  const el = [...document.querySelectorAll('[data-testid=stImage]')].find(e => e.innerText.includes(text));
+  return el && el.querySelector('img') ? el.querySelector('img').src : null;
+}"""
+_CHANGED = """([text, old]) => {
+  const el = [...document.querySelectorAll('[data-testid=stImage]')].find(e => e.innerText.includes(text));
+  const img = el && el.querySelector('img');
+  return !!img && img.src !== old && img.complete && img.naturalWidth > 0;
+}"""
+_IDLE = "() => document.querySelector('[data-testid=stApp]').dataset.testScriptState === 'notRunning'"
+
+
+def stroke_latencies(page, strokes: int = 10, timeout: float = 30) -> list[tuple[float, float]]:
+    """Draw `strokes` short strokes on Predict's canvas, each on top of the drawing already there.
+
+    For each stroke: (seconds from mouse-up until the 28x28 view shows the new image, seconds until
+    the saliency overlay is replaced too and the app is idle). Call it with a drawing on the canvas.
+    """
+    box = page.locator("[data-testid=stBidiComponentIsolated]").first.bounding_box()
+    out = []
+    for i in range(strokes):
+        view, overlay = page.evaluate(_SRC, "28x28 input"), page.evaluate(_SRC, "Saliency")
+        x = box["x"] + box["width"] * (0.2 + 0.06 * i)  # a new vertical bar each time: the image changes
+        page.mouse.move(x, box["y"] + box["height"] * 0.75)
+        page.mouse.down()
+        page.mouse.move(x, box["y"] + box["height"] * 0.9, steps=6)
+        t0 = time.perf_counter()
+        page.mouse.up()
+        page.wait_for_function(_CHANGED, arg=["28x28 input", view], polling="raf", timeout=timeout * 1000)
+        t1 = time.perf_counter()
+        page.wait_for_function(_CHANGED, arg=["Saliency", overlay], polling="raf", timeout=timeout * 1000)
+        page.wait_for_function(_IDLE, polling="raf", timeout=timeout * 1000)
+        out.append((t1 - t0, time.perf_counter() - t0))
+        time.sleep(0.3)
+    return out

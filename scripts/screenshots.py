@@ -63,7 +63,7 @@ def main() -> None:
                 wait_idle(page)
             if name == "predict":
                 draw_trousers(page)
-                page.get_by_text("What the model sees").first.wait_for()
+                page.get_by_text("How the image became 28x28").first.wait_for()
                 wait_idle(page)
             page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
             print("saved", OUT / f"{name}.png")

@@ -156,9 +156,10 @@ def test_predict_upload(at, ds):
     at.run()
     assert not at.exception
     assert "Trouser" in [m.value for m in at.markdown if m.value.startswith("###")][0]
-    assert "What the model sees" in text(at)
-    steps = [i for i in at.get("image") if i.proto.imgs and "what the model sees" in i.proto.imgs[0].caption]
-    assert steps, "the final 28x28 preprocessing step is shown"
+    assert "How the image became 28x28" in text(at)
+    steps = [i for i in at.get("image") if len(i.proto.imgs) == 5]  # one element holds all five steps
+    assert steps and "what the model sees" in steps[0].proto.imgs[-1].caption
+    assert all(im.alt.startswith("Step ") for im in steps[0].proto.imgs)  # a screen reader names each step
 
 
 def _blank_png() -> bytes:
@@ -190,6 +191,21 @@ def test_predict_test_sample(at, ds):
     verdict = [m.value for m in at.markdown if m.value.startswith("###")][0]
     assert "Trouser" in verdict and "correct" in verdict
     assert len(at.dataframe[0].value) >= 1  # every model's vote
+
+
+def test_predict_votes_are_cached_per_image_and_follow_the_folder(at, ckpt_dir):
+    import shutil
+
+    goto(at, PREDICT)
+    at.radio(key="pr_source").set_value("Test sample").run()
+    at.number_input(key="pr_index").set_value(2).run()
+    assert list(at.dataframe[0].value["model"]) == ["quick (91.7%)"]
+    shutil.copy(ROOT / "checkpoints" / "mlp.safetensors", ckpt_dir / "mlp.safetensors")  # a model saved meanwhile
+    at.run()
+    votes = at.dataframe[0].value
+    assert [m.split(" ")[0] for m in votes["model"]] == ["mlp", "quick"] and set(votes["prediction"]) == {"Trouser"}
+    at.number_input(key="pr_index").set_value(0).run()  # another image: its own votes
+    assert set(at.dataframe[0].value["prediction"]) == {"Ankle boot"}
 
 
 def test_misclassified_filters(at, ckpt_dir):

@@ -72,7 +72,14 @@ def test_described_kind_and_names():
     assert _d("optimizer").kind is str and _d("rotate").kind is float
     names = [d.name for d in option_fields()]
     assert "arch" not in names and "model_kwargs" not in names and "augment" not in names  # cli=False
-    assert names[:2] == ["epochs", "batch_size"] and names[-5:] == ["flip", "shift", "rotate", "zoom", "erase"]
+    assert names[:2] == ["epochs", "batch_size"] and names[-6:] == [
+        "flip",
+        "shift",
+        "rotate",
+        "zoom",
+        "erase",
+        "erase_size",
+    ]
     assert _d("rotate").opt.label == "Rotation (degrees)" and _d("rotate").opt.hi == 180
 
 
@@ -99,7 +106,7 @@ def test_arch_and_kwargs_messages():
 def test_to_dict_from_dict_roundtrip():
     cfg = TrainConfig(arch="mlp", epochs=3, augment={"rotate": 5.0})
     d = cfg.to_dict()
-    assert d["augment"] == {"flip": False, "shift": 0.0, "rotate": 5.0, "zoom": 0.0, "erase": 0.0}
+    assert d["augment"] == {"flip": False, "shift": 0.0, "rotate": 5.0, "zoom": 0.0, "erase": 0.0, "erase_size": 0}
     assert TrainConfig.from_dict(d) == cfg
 
 
@@ -112,7 +119,10 @@ def test_trainable_models_are_the_trainable_specs():
 def test_presets_quick_and_best():
     assert DEFAULT_PRESET == "quick" and "quickcnn" not in PRESETS
     assert PRESETS["quick"]["arch"] == "quickcnn" and PRESETS["best"]["arch"] == "resnet"
-    assert PRESETS["best"] == PRESETS["resnet"] and PRESETS["best"] is not PRESETS["resnet"]
+    best, resnet = PRESETS["best"], PRESETS["resnet"]
+    same = lambda d: {k: v for k, v in d.items() if k not in ("epochs", "label_smoothing", "augment")}
+    assert same(best) == same(resnet) and best["epochs"] > resnet["epochs"]
+    assert best["augment"]["erase_size"] == 12 and best["augment"]["erase"] == 1.0  # Cutout on every image
     assert make_config().arch == "quickcnn"  # no preset and no recipe: the default preset
 
 
@@ -142,3 +152,10 @@ def test_explain_config_merges_augment_over_the_recipe():
     assert cfg.augment.flip and origin["flip"] == "command line" and origin["augment"] == "preset 'logreg'"
     _, origin = explain_config("logreg")
     assert origin["augment"] == "default"
+
+
+def test_zero_turns_an_optional_option_off():
+    cfg, origin = explain_config("keras3", patience=0, subset=0, time_budget=0)
+    assert (cfg.patience, cfg.subset, cfg.time_budget) == (None, None, None)
+    assert origin["patience"] == "command line"
+    assert explain_config("keras3")[0].patience == 1  # the recipe's early stopping stands when not given

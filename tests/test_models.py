@@ -60,3 +60,26 @@ def test_ensemble_votes():
         assert counts[voted[j]] == counts.max()  # the winner has the most votes
     with pytest.raises(ValueError, match="vote"):
         create_model("ensemble", vote="median")
+
+
+def _shapes(model: torch.nn.Module) -> list[tuple[int, ...]]:
+    """The output shape of every Conv2d, in order."""
+    seen: list = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[1:]))) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]  # fmt: skip
+    model.eval()(torch.zeros(1, 1, 28, 28))
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def test_roy_keras_models_follow_the_report_code():
+    # Report 004's code: Conv2D(32, 3, padding='valid') then Conv2D(64, 3, strides=2, padding='same'), ...
+    assert param_count("keras2") == 159_882 and param_count("keras3") == 289_610  # Keras's model.summary()
+    assert _shapes(create_model("keras2")) == [(32, 26, 26), (64, 7, 7)]
+    assert _shapes(create_model("keras3")) == [(64, 26, 26), (128, 7, 7), (64, 2, 2)]
+    drops = lambda n: [m.p for m in create_model(n).modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops("keras2") == [0.25, 0.25] and drops("keras3") == [0.25, 0.5, 0.25, 0.10]
+    r2, r3 = get_spec("keras2").recipe, get_spec("keras3").recipe
+    assert r2["epochs"] == 20 and not r2["restore_best"]  # fit(epochs=20); Keras keeps the last weights
+    assert (r3["epochs"], r3["patience"], r3["monitor"]) == (50, 1, "val_loss")  # EarlyStopping(val_loss), patience 0
+    assert get_spec("mlp").recipe["val_fraction"] == 0.0  # report 002 trains on all 60k

@@ -65,6 +65,17 @@ def test_early_stopping_restores_best_weights(ds):
     assert _val_acc(res.model, cfg, ds) == pytest.approx(res.history[0]["val_acc"])
 
 
+def test_monitor_val_loss_follows_the_loss_not_the_accuracy(ds):
+    # Seeded: at epoch 4 validation accuracy drops (0.81 -> 0.80) while the loss still falls (0.585 -> 0.576).
+    base = dict(arch="mlp", epochs=6, lr=1e-2, patience=1, subset=2000, precision="fp32", seed=0)
+    by_acc = train(TrainConfig(**base), ds)
+    by_loss = train(TrainConfig(**base, monitor="val_loss"), ds)
+    assert by_acc.status == "early_stopped" and by_acc.best_epoch == len(by_acc.history) - 1
+    losses = [h["val_loss"] for h in by_loss.history]
+    assert len(by_loss.history) > len(by_acc.history)  # Keras's rule: the falling loss keeps it going
+    assert by_loss.best_epoch == 1 + losses.index(min(losses))
+
+
 def test_best_keeps_a_copy_not_a_reference():
     model = torch.nn.Linear(3, 2)
     best = Best()

@@ -1,4 +1,8 @@
-"""Predict: draw, upload or pick an image, see every preprocessing step and what the models say."""
+"""Predict: draw, upload or pick an image, see what the model says, every preprocessing step, and why.
+
+Drawing reruns only the canvas fragment (st.fragment): a stroke does not rerun the sidebar or the
+source picker. Within a run the verdict is drawn first; the steps, saliency and votes follow.
+"""
 
 import numpy as np
 import streamlit as st
@@ -7,19 +11,59 @@ from streamlit_drawable_canvas import st_canvas
 from app_support.inference import all_votes, drawing_bytes, preprocessed, probs, show_explanations
 from app_support.layers import show_layers
 from app_support.links import apply_predict_link, say_ignored
-from app_support.plots import prob_bars, upscale
-from app_support.state import dataset, require_model
+from app_support.plots import prob_bars, step_tiles, upscale
+from app_support.state import ModelEntry, dataset, require_model
+from fmnist.checkpoints import Checkpoint
 from fmnist.data import CLASSES
-from fmnist.preprocess import CANVAS_MAX_PIXELS, FORMAT_NAMES, BlankImageError, ImageError
+from fmnist.preprocess import CANVAS_MAX_PIXELS, FORMAT_NAMES, BlankImageError, ImageError, Preprocessed
 
-st.title("Predict")
-entry, ckpt = require_model()
-ds = dataset()
-say_ignored(apply_predict_link(len(ds.test_labels)))
-source = st.radio("Input", ["Draw", "Upload an image", "Test sample"], horizontal=True, key="pr_source")
 
-image, truth, pre = None, None, None
-if source == "Draw":
+def show_answer(
+    entry: ModelEntry, ckpt: Checkpoint, image: np.ndarray, truth: int | None = None, pre: Preprocessed | None = None
+) -> None:
+    """The verdict and the 28x28 input first, then the steps, the layers, saliency and every model's vote."""
+    p = probs(ckpt, image)
+    top = int(p.argmax())
+    c1, c2 = st.columns([1, 2])
+    with c1:
+        seen = f"The 28 by 28 image the model sees; it predicts {CLASSES[top]}"
+        st.image(
+            upscale(image, 8),
+            caption="28x28 input" + (f" (true class: {CLASSES[truth]})" if truth is not None else ""),
+            alt=seen + (f", true class {CLASSES[truth]}" if truth is not None else ""),
+        )
+    with c2:
+        verdict = f"### {CLASSES[top]}  ({p[top]:.1%})"
+        if truth is not None:
+            verdict += "  ✔ correct" if top == truth else f"  ✘ wrong: the true class is {CLASSES[truth]}"
+        st.markdown(verdict)
+        st.plotly_chart(prob_bars(p, 5, f"Top-5 probabilities: {entry.label}"), key="pr_bars")
+        if ckpt.temperature:
+            st.caption(
+                f"Calibrated probabilities: the scores are divided by a temperature of {ckpt.temperature:.2f}, "
+                'fitted on this run\'s validation images, so that "80% sure" is right about 80% of the time. '
+                "The ranking, and so the prediction, is the same as without it."
+            )
+    if pre is not None:
+        st.subheader("How the image became 28x28")
+        st.image(step_tiles([s for _, s in pre.steps]), caption=[c for c, _ in pre.steps], width=140,
+                 alt=[f"Step {c}" for c, _ in pre.steps])  # fmt: skip
+        for note in pre.notes:
+            st.caption(f"• {note}")
+    if st.toggle("Look inside the network: feature maps and one convolution step", key="pr_layers_on"):
+        show_layers(ckpt, image)
+    st.subheader("Why? Saliency and Grad-CAM")
+    show_explanations(ckpt, image, top)
+    st.subheader("What every model says")
+    st.dataframe(
+        all_votes(image), hide_index=True, key="pr_votes",
+        column_config={"confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0, max_value=1)},
+    )  # fmt: skip
+
+
+@st.fragment
+def draw(entry: ModelEntry, ckpt: Checkpoint) -> None:
+    """The canvas and its answer: a stroke reruns only this."""
     c1, c2 = st.columns([2, 3])
     with c2:
         width = st.slider("Brush width", 5, 60, 28, key="pr_brush")
@@ -37,8 +81,21 @@ if source == "Draw":
         pre = preprocessed(drawing_bytes(drawn), CANVAS_MAX_PIXELS)
     except BlankImageError:
         st.info("Draw something on the black canvas to see the prediction.")
+        return
     except ImageError as e:
         st.warning(f"Cannot use this drawing: {e}")
+        return
+    show_answer(entry, ckpt, pre.image, None, pre)
+
+
+st.title("Predict")
+entry, ckpt = require_model()
+ds = dataset()
+say_ignored(apply_predict_link(len(ds.test_labels)))
+source = st.radio("Input", ["Draw", "Upload an image", "Test sample"], horizontal=True, key="pr_source")
+
+if source == "Draw":
+    draw(entry, ckpt)
 elif source == "Upload an image":
     up = st.file_uploader(FORMAT_NAMES, type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="pr_upload")
     if up is not None:
@@ -46,47 +103,11 @@ elif source == "Upload an image":
             pre = preprocessed(up.getvalue())
         except ImageError as e:
             st.error(f"**{up.name}** cannot be used: {e}. Try another image.")
+        else:
+            show_answer(entry, ckpt, pre.image, None, pre)
 else:
     c1, c2 = st.columns([3, 1])
     if c2.button("Random sample", icon=":material/casino:", key="pr_random"):
         st.session_state["pr_index"] = int(np.random.default_rng().integers(len(ds.test_labels)))
     idx = c1.number_input("Test image index", 0, len(ds.test_labels) - 1, key="pr_index")
-    image, truth = ds.test_images[int(idx)].numpy(), int(ds.test_labels[int(idx)])
-
-if pre is not None:
-    image = pre.image
-    st.subheader("What the model sees")
-    cols = st.columns(len(pre.steps))
-    for col, (caption, step) in zip(cols, pre.steps):
-        col.image(
-            upscale(step, max(1, 140 // max(step.shape))) if max(step.shape) < 140 else step, caption=caption, width=140
-        )
-    for note in pre.notes:
-        st.caption(f"• {note}")
-
-if image is not None:
-    p = probs(ckpt, image)
-    top = int(p.argmax())
-    c1, c2 = st.columns([1, 2])
-    with c1:
-        st.image(
-            upscale(image, 8), caption="28x28 input" + (f" (true class: {CLASSES[truth]})" if truth is not None else "")
-        )
-    with c2:
-        verdict = f"### {CLASSES[top]}  ({p[top]:.1%})"
-        if truth is not None:
-            verdict += "  ✅ correct" if top == truth else f"  ❌ true class: {CLASSES[truth]}"
-        st.markdown(verdict)
-        st.plotly_chart(prob_bars(p, 5, f"Top-5 probabilities: {entry.label}"), key="pr_bars")
-        if ckpt.temperature:
-            st.caption(
-                f"Calibrated probabilities: the scores are divided by a temperature of {ckpt.temperature:.2f}, "
-                'fitted on this run\'s validation images, so that "80% sure" is right about 80% of the time. '
-                "The ranking, and so the prediction, is the same as without it."
-            )
-    if st.toggle("Look inside the network: feature maps and one convolution step", key="pr_layers_on"):
-        show_layers(ckpt, image)
-    st.subheader("Why? Saliency and Grad-CAM")
-    show_explanations(ckpt, image, top)
-    st.subheader("What every model says")
-    st.dataframe(all_votes(image).style.format({"confidence": "{:.1%}"}), hide_index=True, key="pr_votes")
+    show_answer(entry, ckpt, ds.test_images[int(idx)].numpy(), int(ds.test_labels[int(idx)]))
