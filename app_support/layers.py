@@ -49,10 +49,8 @@ def show_layers(ckpt: Checkpoint, image: np.ndarray) -> None:
         return
     c1, c2 = st.columns([1, 2])
     filters = first_filters(ckpt.model)
-    c1.image(
-        upscale(_u8(tile(filters, columns=8)), 12), width=260,
-        caption=f"The first layer's {len(filters)} filters, each scaled on its own (light = positive weight).",
-    )  # fmt: skip
+    said = f"The first layer's {len(filters)} filters, each scaled on its own (light = positive weight)."
+    c1.image(upscale(_u8(tile(filters, columns=8)), 12), width=260, caption=said, alt=said)
     i = c2.selectbox(
         "Layer", range(len(layers)), format_func=lambda k: f"conv layer {k + 1} of {len(layers)} ({layers[k].label})",
         key="pr_layer",
@@ -60,11 +58,10 @@ def show_layers(ckpt: Checkpoint, image: np.ndarray) -> None:
     layer = layers[i]
     maps = layer.output.clamp(min=0) if not layer.followed_by_bn else layer.output
     shown = maps[:MAX_MAPS]
-    c2.image(
-        upscale(_u8(tile(shown, columns=16)), max(1, 320 // (16 * maps.shape[2]))), width="stretch",
-        caption=f"{len(shown)} of the {len(maps)} maps this layer computed for the image, each scaled on its own"
-        + (" (before its BatchNorm and ReLU)." if layer.followed_by_bn else " (after ReLU: dark = 0)."),
-    )  # fmt: skip
+    said = f"{len(shown)} of the {len(maps)} maps this layer computed for the image, each scaled on its own" + (
+        " (before its BatchNorm and ReLU)." if layer.followed_by_bn else " (after ReLU: dark = 0)."
+    )
+    c2.image(upscale(_u8(tile(shown, columns=16)), max(1, 320 // (16 * maps.shape[2]))), width="stretch", caption=said, alt=said)  # fmt: skip
 
     st.markdown("#### One step of the convolution, with this network's own numbers")
     m = layer.module
@@ -82,8 +79,8 @@ def show_layers(ckpt: Checkpoint, image: np.ndarray) -> None:
     padded = torch.nn.functional.pad(layer.input[int(in_ch)], (pad, pad, pad, pad))
     scale = max(4, 240 // padded.shape[0])
     a, b, c, d = st.columns(4)
-    a.image(_boxed(_scaled(padded), int(row) * m.stride[0], int(col) * m.stride[1], kh, kw, scale),
-            caption=f"Input channel {in_ch}" + (f", zero-padded by {pad}" if pad else "") + ": the kernel's window")  # fmt: skip
+    said = f"Input channel {in_ch}" + (f", zero-padded by {pad}" if pad else "") + ": the kernel's window"
+    a.image(_boxed(_scaled(padded), int(row) * m.stride[0], int(col) * m.stride[1], kh, kw, scale), caption=said, alt=said)  # fmt: skip
     b.markdown("**Kernel** (the weights)")
     b.dataframe(_numbers(step.kernel), key="pr_step_kernel")
     c.markdown("**Input patch** under it" + (" (normalised pixels)" if i == 0 else ""))
@@ -101,6 +98,7 @@ def show_layers(ckpt: Checkpoint, image: np.ndarray) -> None:
     st.image(
         _boxed(_scaled(maps[int(channel)]), int(row), int(col), 1, 1, max(4, 240 // h_out)),
         width=240, caption=f"Output map {channel}: the value lands in the boxed pixel",
+        alt=f"Output map {channel} with the computed pixel boxed",
     )  # fmt: skip
 
 

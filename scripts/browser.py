@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import subprocess
@@ -123,39 +124,97 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-# The 28x28 view on Predict, found by its caption; and the saliency overlay (the slowest image).
-_SRC = """(text) => {
-  const el = [...document.querySelectorAll('[data-testid=stImage]')].find(e => e.innerText.includes(text));
-  return el && el.querySelector('img') ? el.querySelector('img').src : null;
-}"""
-_CHANGED = """([text, old]) => {
-  const el = [...document.querySelectorAll('[data-testid=stImage]')].find(e => e.innerText.includes(text));
-  const img = el && el.querySelector('img');
+# Predict's 28x28 view and its saliency overlay (the slowest image), found by their alt text.
+VIEW, OVERLAY = 'img[alt^="The 28 by 28 image"]', 'img[alt^="Saliency"]'
+_SRC = "(sel) => document.querySelector(sel)?.src ?? null"
+_CHANGED = """([sel, old]) => {
+  const img = document.querySelector(sel);
   return !!img && img.src !== old && img.complete && img.naturalWidth > 0;
 }"""
 _IDLE = "() => document.querySelector('[data-testid=stApp]').dataset.testScriptState === 'notRunning'"
 
 
-def stroke_latencies(page, strokes: int = 10, timeout: float = 30) -> list[tuple[float, float]]:
+def stroke_latencies(page, strokes: int = 10, timeout: float = 30) -> list[dict[str, float]]:
     """Draw `strokes` short strokes on Predict's canvas, each on top of the drawing already there.
 
-    For each stroke: (seconds from mouse-up until the 28x28 view shows the new image, seconds until
-    the saliency overlay is replaced too and the app is idle). Call it with a drawing on the canvas.
+    For each stroke, seconds from mouse-up until: `sent`, the browser sent the drawing to the
+    server (the canvas component itself waits about 200 ms after a stroke before it sends);
+    `view`, the 28x28 view shows the new image; `all`, the saliency overlay is replaced too and
+    the app is idle. Call it with a drawing on the canvas and before the page opened its websocket
+    (`watch_websocket`), or `sent` is NaN.
     """
     box = page.locator("[data-testid=stBidiComponentIsolated]").first.bounding_box()
+    sent_at: list[float] = getattr(page, "_fmnist_sent", [])
     out = []
     for i in range(strokes):
-        view, overlay = page.evaluate(_SRC, "28x28 input"), page.evaluate(_SRC, "Saliency")
+        view, overlay = page.evaluate(_SRC, VIEW), page.evaluate(_SRC, OVERLAY)
         x = box["x"] + box["width"] * (0.2 + 0.06 * i)  # a new vertical bar each time: the image changes
         page.mouse.move(x, box["y"] + box["height"] * 0.75)
         page.mouse.down()
         page.mouse.move(x, box["y"] + box["height"] * 0.9, steps=6)
         t0 = time.perf_counter()
         page.mouse.up()
-        page.wait_for_function(_CHANGED, arg=["28x28 input", view], polling="raf", timeout=timeout * 1000)
+        page.wait_for_function(_CHANGED, arg=[VIEW, view], polling="raf", timeout=timeout * 1000)
         t1 = time.perf_counter()
-        page.wait_for_function(_CHANGED, arg=["Saliency", overlay], polling="raf", timeout=timeout * 1000)
+        page.wait_for_function(_CHANGED, arg=[OVERLAY, overlay], polling="raf", timeout=timeout * 1000)
         page.wait_for_function(_IDLE, polling="raf", timeout=timeout * 1000)
-        out.append((t1 - t0, time.perf_counter() - t0))
+        sent = next((t for t in sent_at if t > t0), math.nan)
+        out.append({"sent": sent - t0, "view": t1 - t0, "all": time.perf_counter() - t0})
         time.sleep(0.3)
     return out
+
+
+def watch_websocket(page) -> None:
+    """Record when the page sends a drawing-sized message (> 2 kB) on Streamlit's websocket."""
+    page._fmnist_sent = []
+
+    def on_ws(ws) -> None:
+        ws.on("framesent", lambda f: page._fmnist_sent.append(time.perf_counter()) if f and len(f) > 2000 else None)
+
+    page.on("websocket", on_ws)
+
+
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def axe_violations(page, tags: list[str] = WCAG_AA) -> list[dict]:
+    """axe-core's WCAG 2 A/AA violations on the page as it is now: [{id, impact, help, targets}]."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    res = Axe().run(page, options={"runOnly": {"type": "tag", "values": tags}, "resultTypes": ["violations"]})
+    return [
+        {"id": v["id"], "impact": v["impact"], "help": v["help"],
+         "targets": [(n["target"], n.get("failureSummary", "")[:160]) for n in v["nodes"]]}
+        for v in res.response["violations"]
+    ]  # fmt: skip
+
+
+_COUNT_RUNS = """() => {
+  if (window.__fmnistRuns !== undefined) return;
+  window.__fmnistRuns = 0;
+  const app = document.querySelector('[data-testid=stApp]');
+  new MutationObserver(() => {
+    if (app.dataset.testScriptState === 'notRunning') window.__fmnistRuns += 1;
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+
+
+def timed_rerun(page, action, title: str | None = None, timeout: float = 60) -> float:
+    """Seconds from `action()` (a click, a choice) until the script run it started has finished,
+    and, if `title` is given, the main area's heading reads `title` (a page switch)."""
+    page.evaluate(_COUNT_RUNS)
+    before = page.evaluate("() => window.__fmnistRuns")
+    t0 = time.perf_counter()
+    action()
+    page.wait_for_function(
+        """([n, title]) => window.__fmnistRuns > n && (!title ||
+             [...document.querySelectorAll('[data-testid=stMain] h1')].some(h => h.innerText.includes(title)))""",
+        arg=[before, title], polling="raf", timeout=timeout * 1000,
+    )  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label`."""
+    page.get_by_label(label).first.click()
+    page.get_by_role("option", name=option, exact=True).first.click()

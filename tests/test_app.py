@@ -190,7 +190,7 @@ def test_predict_test_sample(at, ds):
     assert not at.exception
     verdict = [m.value for m in at.markdown if m.value.startswith("###")][0]
     assert "Trouser" in verdict and "correct" in verdict
-    assert len(at.dataframe[0].value) >= 1  # every model's vote
+    assert len(at.table[0].value) >= 1  # every model's vote
 
 
 def test_predict_votes_are_cached_per_image_and_follow_the_folder(at, ckpt_dir):
@@ -199,13 +199,13 @@ def test_predict_votes_are_cached_per_image_and_follow_the_folder(at, ckpt_dir):
     goto(at, PREDICT)
     at.radio(key="pr_source").set_value("Test sample").run()
     at.number_input(key="pr_index").set_value(2).run()
-    assert list(at.dataframe[0].value["model"]) == ["quick (91.7%)"]
+    assert list(at.table[0].value.index) == ["quick (91.7%)"]
     shutil.copy(ROOT / "checkpoints" / "mlp.safetensors", ckpt_dir / "mlp.safetensors")  # a model saved meanwhile
     at.run()
-    votes = at.dataframe[0].value
-    assert [m.split(" ")[0] for m in votes["model"]] == ["mlp", "quick"] and set(votes["prediction"]) == {"Trouser"}
+    votes = at.table[0].value
+    assert [m.split(" ")[0] for m in votes.index] == ["mlp", "quick"] and set(votes["prediction"]) == {"Trouser"}
     at.number_input(key="pr_index").set_value(0).run()  # another image: its own votes
-    assert set(at.dataframe[0].value["prediction"]) == {"Ankle boot"}
+    assert set(at.table[0].value["prediction"]) == {"Ankle boot"}
 
 
 def test_misclassified_filters(at, ckpt_dir):

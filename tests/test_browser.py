@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conftest import private_checkpoints
-from scripts.browser import CHROMIUM, draw_trousers, launch, serve_app, wait_idle
+from scripts.browser import CHROMIUM, axe_violations, draw_trousers, launch, serve_app, stroke_latencies, wait_idle
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="chromium not installed (make test installs it)"
@@ -133,4 +133,44 @@ def test_map_hover_shows_the_image_and_a_box_selects_dots(server, page):
     expect(main.get_by_text(" selected").first).to_be_visible(timeout=60_000)
     wait_idle(page)
     assert main.locator("[data-testid=stImage]").count() >= 1
+    assert page.locator("[data-testid=stException]").count() == 0
+
+
+def _open_for_axe(page, server: str, path: str) -> None:
+    """Each page in the state a student sees most: a drawing on Predict, a mistake opened, the map drawn."""
+    page.goto(f"{server}/{path}")
+    wait_idle(page)
+    if path == "predict":
+        draw_trousers(page)
+        page.get_by_text("28x28 input").wait_for()
+        page.get_by_text("Look inside the network").click()
+        page.get_by_text("One step of the convolution").wait_for()
+    elif path == "misclassified":
+        page.get_by_role("button", name="Details").first.click()
+        page.get_by_text("Most similar training images").wait_for()
+    elif path == "map":
+        page.get_by_text("nearest dots").first.wait_for(timeout=120_000)
+    wait_idle(page)
+
+
+@pytest.mark.parametrize("path", ["", "train", "evaluate", "predict", "misclassified", "map", "sweep"])
+def test_every_page_has_no_wcag_aa_violations(server, page, path):
+    # axe-core (WCAG 2.0/2.1 A and AA rules): contrast of captions, image alt text, named controls, ...
+    _open_for_axe(page, server, path)
+    assert page.locator("[data-testid=stException]").count() == 0
+    assert axe_violations(page) == []
+
+
+def test_ten_strokes_each_update_the_verdict(server, page):
+    # Mouse-up -> the 28x28 view replaced, per stroke, in real Chromium. The goal (<= 300 ms p95) is
+    # measured by scripts/predict_latency.py on an idle machine; this generous bound only catches a
+    # return to slow whole-page reruns, without flaking on a loaded CI machine.
+    page.goto(f"{server}/predict?source=draw")
+    wait_idle(page)
+    draw_trousers(page)
+    page.get_by_text("28x28 input").wait_for()
+    wait_idle(page)
+    times = stroke_latencies(page, 10)
+    print("mouse-up -> view, -> all (ms):", [(round(t["view"] * 1000), round(t["all"] * 1000)) for t in times])
+    assert len(times) == 10 and sorted(t["view"] for t in times)[8] < 3.0
     assert page.locator("[data-testid=stException]").count() == 0

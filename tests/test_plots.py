@@ -12,8 +12,11 @@ from app_support.plots import (
     gallery_fig,
     heat_overlay,
     mosaic,
+    pixel_img,
     prob_bars,
+    prob_bars_html,
     reliability_fig,
+    step_tiles,
     upscale,
 )
 from fmnist.data import CLASSES
@@ -183,3 +186,32 @@ def test_gallery_and_balance_figs_label_every_class():
     b = balance_fig(np.arange(10), np.arange(10) * 2)
     assert list(b.data[0].x) == list(CLASSES) and list(b.data[1].y) == list(range(0, 20, 2))
     assert list(b.data[0].marker.color) == CLASS_COLORS
+
+
+def test_pixel_img_carries_the_exact_pixels_and_an_escaped_alt():
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    img = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
+    tag = pixel_img(img, 224, 'a "quoted" <alt>')
+    src = re.search(r'src="data:image/png;base64,([^"]+)"', tag).group(1)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(src)))), img)  # sent at 28x28, lossless
+    assert 'alt="a &quot;quoted&quot; &lt;alt&gt;"' in tag and 'width="224"' in tag and "pixelated" in tag
+
+
+def test_prob_bars_html_lists_the_top_k_in_words():
+    probs = np.array([0.05, 0.6, 0.0, 0.3, 0.05, 0, 0, 0, 0, 0])
+    out = prob_bars_html(probs, 3, "Top <3>")
+    names = [CLASSES[i] for i in (1, 3)]
+    assert out.index(names[0]) < out.index(names[1]) and "60.0%" in out and "30.0%" in out
+    assert out.count("%</span></div>") == 3 and "Top &lt;3&gt;" in out
+
+
+def test_step_tiles_are_sent_at_display_size():
+    small, photo = np.zeros((28, 20), np.uint8), np.zeros((1200, 900), np.uint8)
+    a, b = step_tiles([small, photo], side=140)
+    assert a.shape == (140, 100)  # enlarged pixel by pixel (x5)
+    assert b.shape == (140, 105)  # shrunk: the browser gets what it shows

@@ -92,7 +92,10 @@ chart = (
         tooltip=["image", "true", "predicted", "test image"],  # vega-tooltip draws the "image" field as a picture
     )
     .add_params(click, box)
-    .properties(height=620)
+    # Drawn on a canvas (vega-embed reads usermeta.embedOptions): 2,000 dots draw faster than as SVG, and
+    # the selection box's SVG rectangles would be unnamed images to a screen reader (axe-core: svg-img-alt).
+    # The text above and the list below say in words what the map shows.
+    .properties(height=620, usermeta={"embedOptions": {"renderer": "canvas"}})
 )  # fmt: skip
 what = f"raw pixels ({emap.dims} values)" if pixels else f"the network's features ({emap.dims} values)"
 purity = neighbourhood_purity(emap.xy, emap.labels)
@@ -115,6 +118,7 @@ if chosen:
             st.image(
                 upscale(ds.test_images[i].numpy(), 3),
                 caption=f"#{i} {CLASSES[t]}" + ("" if t == p else f" → {CLASSES[p]}"),
+                alt=f"Test image {i}: true {CLASSES[t]}, predicted {CLASSES[p]}",
             )
             if t != p and st.button("Open", key=f"map_open_{i}", help="Open this mistake on the Misclassified page"):
                 st.session_state[keys.MIS_FILTER] = (t, p)

@@ -56,7 +56,10 @@ shown = wrong[(page - 1) * per_page : page * per_page]
 cols = st.columns(8)
 for k, i in enumerate(shown):
     with cols[k % 8]:
-        st.image(upscale(ds.test_images[int(i)].numpy(), 4), width="stretch")
+        st.image(
+            upscale(ds.test_images[int(i)].numpy(), 4), width="stretch",
+            alt=f"Test image {i}: true {CLASSES[res.labels[i]]}, predicted {CLASSES[res.preds[i]]}, {res.confidence[i]:.0%}",
+        )  # fmt: skip
         st.markdown(
             f"<small>#{i}<br>true <b>{CLASSES[res.labels[i]]}</b><br>pred <b>{CLASSES[res.preds[i]]}</b> "
             f"({res.confidence[i]:.0%})</small>",
@@ -71,7 +74,9 @@ if sel is not None:
     st.subheader(f"Test image #{sel}: true {CLASSES[res.labels[sel]]}, predicted {CLASSES[res.preds[sel]]}")
     img = ds.test_images[sel].numpy()
     c1, c2 = st.columns([1, 2])
-    c1.image(upscale(img, 8))
+    c1.image(
+        upscale(img, 8), alt=f"Test image {sel}: true {CLASSES[res.labels[sel]]}, predicted {CLASSES[res.preds[sel]]}"
+    )
     c2.plotly_chart(prob_bars(res.probs[sel], 5, "Top-5 probabilities"), key="mis_bars")
     show_explanations(ckpt, img, int(res.preds[sel]))
     st.markdown(
@@ -80,4 +85,5 @@ if sel is not None:
     idx, sim = nearest(ds.train_images, ds.test_images[sel], k=8)
     cols = st.columns(8)
     for col, j, s in zip(cols, idx, sim):
-        col.image(upscale(ds.train_images[j].numpy(), 3), caption=f"{CLASSES[int(ds.train_labels[j])]} ({s:.2f})")
+        label = f"{CLASSES[int(ds.train_labels[j])]} ({s:.2f})"
+        col.image(upscale(ds.train_images[j].numpy(), 3), caption=label, alt=f"Training image {j}: {label} similar")

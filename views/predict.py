@@ -11,7 +11,7 @@ from streamlit_drawable_canvas import st_canvas
 from app_support.inference import all_votes, drawing_bytes, preprocessed, probs, show_explanations
 from app_support.layers import show_layers
 from app_support.links import apply_predict_link, say_ignored
-from app_support.plots import prob_bars, step_tiles, upscale
+from app_support.plots import pixel_img, prob_bars_html, step_tiles
 from app_support.state import ModelEntry, dataset, require_model
 from fmnist.checkpoints import Checkpoint
 from fmnist.data import CLASSES
@@ -27,17 +27,16 @@ def show_answer(
     c1, c2 = st.columns([1, 2])
     with c1:
         seen = f"The 28 by 28 image the model sees; it predicts {CLASSES[top]}"
-        st.image(
-            upscale(image, 8),
-            caption="28x28 input" + (f" (true class: {CLASSES[truth]})" if truth is not None else ""),
-            alt=seen + (f", true class {CLASSES[truth]}" if truth is not None else ""),
-        )
+        if truth is not None:
+            seen += f"; true class {CLASSES[truth]}"
+        st.markdown(pixel_img(image, 224, seen), unsafe_allow_html=True)
+        st.caption("28x28 input" + (f" (true class: {CLASSES[truth]})" if truth is not None else ""))
     with c2:
         verdict = f"### {CLASSES[top]}  ({p[top]:.1%})"
         if truth is not None:
             verdict += "  ✔ correct" if top == truth else f"  ✘ wrong: the true class is {CLASSES[truth]}"
         st.markdown(verdict)
-        st.plotly_chart(prob_bars(p, 5, f"Top-5 probabilities: {entry.label}"), key="pr_bars")
+        st.markdown(prob_bars_html(p, 5, f"Top-5 probabilities: {entry.label}"), unsafe_allow_html=True)
         if ckpt.temperature:
             st.caption(
                 f"Calibrated probabilities: the scores are divided by a temperature of {ckpt.temperature:.2f}, "
@@ -55,10 +54,9 @@ def show_answer(
     st.subheader("Why? Saliency and Grad-CAM")
     show_explanations(ckpt, image, top)
     st.subheader("What every model says")
-    st.dataframe(
-        all_votes(image), hide_index=True, key="pr_votes",
-        column_config={"confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0, max_value=1)},
-    )  # fmt: skip
+    votes = all_votes(image)
+    votes["confidence"] = votes["confidence"].map("{:.1%}".format)
+    st.table(votes.set_index("model"))  # a plain HTML table: a stroke re-renders it at once
 
 
 @st.fragment
