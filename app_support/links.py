@@ -129,7 +129,7 @@ def apply_predict_link(n_test: int) -> list[str]:
     if params is None:
         return []
     ignored = []
-    sources = {"draw": "Draw", "upload": "Upload an image", "sample": "Test sample"}
+    sources = {"draw": "Draw", "upload": "Upload an image", "camera": "Camera", "sample": "Test sample"}
     if "source" in params:
         if params["source"] in sources:
             st.session_state["pr_source"] = sources[params["source"]]

@@ -24,7 +24,7 @@ LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), font=dict(size=14))
 
 def upscale(img: np.ndarray, factor: int = 6) -> np.ndarray:
     """Nearest-neighbour enlargement so 28x28 pixels stay crisp on a projector."""
-    return np.kron(img, np.ones((factor, factor), dtype=img.dtype))
+    return img.repeat(factor, 0).repeat(factor, 1)  # (H, W) or (H, W, 3)
 
 
 def pixel_img(image: np.ndarray, px: int, alt: str) -> str:

@@ -19,6 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .data import IMAGE_SIZE
+from .segment import NoGarmentError, overlay, segment
 
 MAX_FILE_BYTES = 20 * 2**20  # 20 MB
 MAX_PIXELS = 40_000_000  # larger images are refused (decompression-bomb guard)
@@ -27,8 +28,16 @@ ANIMATED_MAX_PIXELS = 16_000_000
 CANVAS_MAX_PIXELS = 2048 * 2048  # a drawing is a 300x300 canvas, x3 on a high-density screen at most
 # Only these decoders ever see a user's bytes, whatever the file is called: Pillow would otherwise
 # try all of its ~40 formats, PostScript through Ghostscript among them.
-FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
-FORMAT_NAMES = "PNG, JPEG, WebP, BMP or GIF"
+try:  # iPhones save HEIC by default: pillow-heif (requirements.txt) teaches Pillow to read it
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF = ("HEIF",)
+except ImportError:  # pragma: no cover - without it, a HEIC file gets the "not a readable image" message
+    HEIF = ()
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", *HEIF)
+FORMAT_NAMES = "PNG, JPEG, WebP, BMP, GIF" + (" or HEIC" if HEIF else "")
+EXTENSIONS = ["png", "jpg", "jpeg", "webp", "bmp", "gif", *(["heic", "heif"] if HEIF else [])]
 # Full-size decodes at once, server-wide: 30 students uploading 40 MP photos at the same moment
 # wait their turn (each one takes a fraction of a second) instead of holding 30 full images in memory.
 _DECODE_SLOTS = threading.BoundedSemaphore(2)
@@ -37,6 +46,7 @@ _T = Image.Transpose
 _UPRIGHT = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE, 6: _T.ROTATE_270,
             7: _T.TRANSVERSE, 8: _T.ROTATE_90}  # fmt: skip
 WORK_SIDE = 512  # big images are shrunk to this before processing: fast, no visible loss
+SEGMENT_SIDE = 256  # photos on a light background are segmented at this size
 INK_THRESHOLD = 0.08  # fraction of the brightest level that counts as object
 
 
@@ -215,24 +225,12 @@ def _preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike, ma
     if isinstance(source, (Image.Image, np.ndarray)):
         img = _first_frame_small(img, notes, WORK_SIDE)
     gray = to_gray(img, notes)
-    steps = [("1. Grayscale", _u8(gray))]
-
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     inverted = bool(np.median(border) > 0.5)
-    if inverted:
-        gray = 1.0 - gray
-        notes.append("Light background: inverted, since the dataset has light objects on black.")
-    steps.append(("2. Inverted" if inverted else "2. Dark background kept", _u8(gray)))
-
-    bg = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
-    gray = np.clip(gray - bg, 0, None)
-    peak = float(gray.max())
-    if peak < 0.05:
-        raise BlankImageError("the image is blank: there is no object to classify")
-    gray = gray / peak
-    ys, xs = np.nonzero(gray > INK_THRESHOLD)
-    crop = gray[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    steps.append((f"3. Trimmed to object ({crop.shape[1]}x{crop.shape[0]})", _u8(crop)))
+    if inverted:  # a photo or a sketch on a light background: find the garment, put it on white, negate
+        crop, steps = _on_light_background(img, gray, notes)
+    else:  # a drawing, or a dataset-style image: light object on dark, as the dataset
+        crop, steps = _on_dark_background(gray)
 
     h, w = crop.shape
     scale = IMAGE_SIZE / max(h, w)
@@ -245,3 +243,51 @@ def _preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike, ma
     final = np.asarray(canvas, dtype=np.uint8)
     steps.append(("5. Centred on 28x28: what the model sees", final))
     return Preprocessed(final, steps, notes, inverted)
+
+
+def _trim(ink: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """`ink` cut to the bounding box of `where`, stretched so its brightest pixel is 1."""
+    ys, xs = np.nonzero(where)
+    crop = ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return crop / max(float(crop.max()), 1e-6)
+
+
+def _on_dark_background(gray: np.ndarray) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+    """Light object on dark: subtract the border's level, trim to what is left."""
+    steps = [("1. Grayscale", _u8(gray)), ("2. Dark background kept", _u8(gray))]
+    bg = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+    ink = np.clip(gray - bg, 0, None)
+    peak = float(ink.max())
+    if peak < 0.05:
+        raise BlankImageError("the image is blank: there is no object to classify")
+    crop = _trim(ink, ink > INK_THRESHOLD * peak)
+    steps.append((f"3. Trimmed to object ({crop.shape[1]}x{crop.shape[0]})", _u8(crop)))
+    return crop, steps
+
+
+def _on_light_background(
+    img: Image.Image, gray: np.ndarray, notes: list[str]
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+    """Photo or sketch on a light background: fmnist.segment finds the garment, puts it on white, negates."""
+    if max(img.size) > SEGMENT_SIDE:  # the garment ends up 28 px tall: 256 px is plenty, and 4x faster
+        scale = SEGMENT_SIDE / max(img.size)
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        img = img.resize(size, Image.Resampling.BOX)
+        gray = np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BOX), dtype=np.float32)
+    transparent = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    if img.mode in ("RGB", "P", "CMYK", "YCbCr", "RGBA") and not transparent:
+        rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    else:  # grey, 16-bit or transparent images: to_gray's grey (transparency already filled), as colour
+        rgb = np.repeat(gray[..., None], 3, -1)
+    if float(np.ptp(gray)) < 0.05 and float(np.ptp(rgb)) < 0.05:
+        raise BlankImageError("the image is blank: there is no object to classify")
+    try:
+        seg = segment(rgb)
+    except NoGarmentError as e:
+        raise ImageError(str(e)) from None
+    notes.append("Light background: the garment was found, put on white and inverted, as the dataset was made.")
+    notes.extend(seg.notes)
+    steps = [("1. Photo", _u8(rgb)), ("2. Garment found (outlined)", overlay(rgb, seg.mask))]
+    crop = _trim(seg.ink, seg.mask)
+    steps.append((f"3. On white, negated, trimmed ({crop.shape[1]}x{crop.shape[0]})", _u8(crop)))
+    return crop, steps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import socket
@@ -21,9 +22,26 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
-def launch(playwright):
-    """Debian's Chromium, headless (Playwright cannot download its own browser here)."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+def launch(playwright, camera: str | os.PathLike | None = None):
+    """Debian's Chromium, headless (Playwright cannot download its own browser here).
+
+    With `camera`, a Y4M file (see `write_y4m`) is the webcam: it shows that picture.
+    """
+    fake = [] if camera is None else ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                                      f"--use-file-for-fake-video-capture={camera}"]  # fmt: skip
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + fake)
+
+
+def write_y4m(jpeg: bytes, path: str | os.PathLike, size: tuple[int, int] = (640, 480)) -> None:
+    """A one-frame 4:2:0 Y4M video of a photo, for Chromium's fake webcam."""
+    from PIL import Image
+
+    w, h = size
+    ycc = Image.open(io.BytesIO(jpeg)).convert("RGB").resize((w, h)).convert("YCbCr")
+    y, cb, cr = ycc.split()
+    half = (w // 2, h // 2)
+    frame = y.tobytes() + cb.resize(half).tobytes() + cr.resize(half).tobytes()
+    Path(path).write_bytes(f"YUV4MPEG2 W{w} H{h} F30:1 Ip A1:1 C420jpeg\n".encode() + b"FRAME\n" + frame)
 
 
 def wait_idle(page, timeout: float = 90) -> None:

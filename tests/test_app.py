@@ -162,6 +162,24 @@ def test_predict_upload(at, ds):
     assert all(im.alt.startswith("Step ") for im in steps[0].proto.imgs)  # a screen reader names each step
 
 
+def test_predict_camera_photo_finds_the_garment_and_refuses_an_empty_table(at, ds):
+    import numpy as np
+
+    from fmnist.photos import render, render_empty
+
+    goto(at, PREDICT)
+    at.radio(key="pr_source").set_value("Camera").run()
+    assert "only on `localhost` or over HTTPS" in text(at)
+    photo = render(ds.test_images[2].numpy(), "phone", np.random.default_rng(0))  # trousers on a table
+    at.camera_input(key="pr_camera").set_value(("photo.jpg", photo, "image/jpeg")).run()
+    assert not at.exception
+    assert "Trouser" in [m.value for m in at.markdown if m.value.startswith("###")][0]
+    steps = [i for i in at.get("image") if len(i.proto.imgs) == 5][0].proto.imgs
+    assert steps[1].caption.startswith("2. Garment found")  # the mask, among the steps
+    at.camera_input(key="pr_camera").set_value(("table.jpg", render_empty("phone", np.random.default_rng(1)), "image/jpeg")).run()  # fmt: skip
+    assert not at.exception and any("no garment found" in e.value for e in at.error)
+
+
 def _blank_png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "white").save(buf, "PNG")

@@ -6,7 +6,16 @@ import pytest
 from playwright.sync_api import expect
 
 from conftest import private_checkpoints
-from scripts.browser import CHROMIUM, axe_violations, draw_trousers, launch, serve_app, stroke_latencies, wait_idle
+from scripts.browser import (
+    CHROMIUM,
+    axe_violations,
+    draw_trousers,
+    launch,
+    serve_app,
+    stroke_latencies,
+    wait_idle,
+    write_y4m,
+)
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="chromium not installed (make test installs it)"
@@ -174,3 +183,25 @@ def test_ten_strokes_each_update_the_verdict(server, page):
     print("mouse-up -> view, -> all (ms):", [(round(t["view"] * 1000), round(t["all"] * 1000)) for t in times])
     assert len(times) == 10 and sorted(t["view"] for t in times)[8] < 3.0
     assert page.locator("[data-testid=stException]").count() == 0
+
+
+def test_the_camera_photographs_a_garment_and_the_verdict_appears(server, ds, tmp_path):
+    # Chromium's fake webcam shows a phone-style photo of trousers (made from a test image).
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    from fmnist.photos import render
+
+    write_y4m(render(ds.test_images[2].numpy(), "phone", np.random.default_rng(0)), tmp_path / "photo.y4m")
+    with sync_playwright() as p:
+        browser = launch(p, camera=tmp_path / "photo.y4m")
+        context = browser.new_context(viewport={"width": 1300, "height": 1000}, permissions=["camera"])
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{server}/predict?source=camera")
+        page.get_by_role("button", name="Take Photo").click()
+        verdict = page.locator("[data-testid=stMain] h3").filter(has_text="%").first
+        expect(verdict).to_contain_text("Trouser")
+        expect(page.get_by_text("2. Garment found")).to_be_visible()
+        assert page.locator("[data-testid=stException]").count() == 0
+        browser.close()

@@ -15,7 +15,7 @@ from app_support.plots import pixel_img, prob_bars_html, step_tiles
 from app_support.state import ModelEntry, dataset, require_model
 from fmnist.checkpoints import Checkpoint
 from fmnist.data import CLASSES
-from fmnist.preprocess import CANVAS_MAX_PIXELS, FORMAT_NAMES, BlankImageError, ImageError, Preprocessed
+from fmnist.preprocess import CANVAS_MAX_PIXELS, EXTENSIONS, FORMAT_NAMES, BlankImageError, ImageError, Preprocessed
 
 
 def show_answer(
@@ -90,17 +90,24 @@ st.title("Predict")
 entry, ckpt = require_model()
 ds = dataset()
 say_ignored(apply_predict_link(len(ds.test_labels)))
-source = st.radio("Input", ["Draw", "Upload an image", "Test sample"], horizontal=True, key="pr_source")
+source = st.radio("Input", ["Draw", "Upload an image", "Camera", "Test sample"], horizontal=True, key="pr_source")
 
 if source == "Draw":
     draw(entry, ckpt)
-elif source == "Upload an image":
-    up = st.file_uploader(FORMAT_NAMES, type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="pr_upload")
+elif source in ("Upload an image", "Camera"):
+    if source == "Camera":
+        st.markdown(
+            "Lay **one garment** flat on a plain table or bed, step back so there is table all around it, "
+            "and take the photo from above. (Browsers allow the camera only on `localhost` or over HTTPS.)"
+        )
+        up = st.camera_input("Take a photo of one garment", key="pr_camera")
+    else:
+        up = st.file_uploader(FORMAT_NAMES, type=EXTENSIONS, key="pr_upload")
     if up is not None:
         try:
             pre = preprocessed(up.getvalue())
         except ImageError as e:
-            st.error(f"**{up.name}** cannot be used: {e}. Try another image.")
+            st.error(f"**{up.name}** cannot be used: {e}.")
         else:
             show_answer(entry, ckpt, pre.image, None, pre)
 else:

@@ -1,0 +1,144 @@
+"""Find the one garment in a photo on a light, uneven background (a table, a bed, a floor).
+
+Fashion-MNIST was made from product shots on white. A phone photo has a table instead: a colour
+gradient, grain, a shadow, stripes. `segment` models the table as a smooth surface fitted to the
+photo's border, measures each pixel's colour distance from it, thresholds that with Otsu's
+method (never below the table's own noise), keeps the largest region with its holes filled, and
+then divides the photo by the table (flat-field), which puts the garment on white as the dataset's
+own conversion did. When there is not exactly one clear object it raises `NoGarmentError` with
+what was seen and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+from skimage.morphology import disk
+
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+MIN_AREA = 0.01  # the garment covers at least 1% of the photo
+SECOND = 0.3  # another region this size of the largest (and >= MIN_AREA) means two objects
+MAX_AREA = 0.85  # a "garment" covering more than this is the background, or a close-up
+
+
+class NoGarmentError(ValueError):
+    """The photo does not show one clear garment; the message says what to do."""
+
+
+@dataclass
+class Segmentation:
+    mask: np.ndarray  # (H, W) bool, the garment
+    ink: np.ndarray  # (H, W) float 0-1: the garment on white, negated (light = garment), 0 off it
+    background: np.ndarray  # (H, W, 3) float 0-1: the fitted table
+    threshold: float
+    notes: list[str]
+
+
+def border_band(h: int, w: int, band: float = 0.02) -> np.ndarray:
+    """(H, W) bool: the outer `band` of the photo (at least 3 px)."""
+    b = max(3, int(min(h, w) * band))
+    edge = np.zeros((h, w), bool)
+    edge[:b], edge[-b:], edge[:, :b], edge[:, -b:] = True, True, True, True
+    return edge
+
+
+def fit_background(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """A quadratic surface per channel fitted to the border band, refitted on the pixels within three
+    sigma of it (a garment or a shadow crossing the border drops out). Returns (surface (H, W, 3), sigma)."""
+    h, w, _ = rgb.shape
+    edge = border_band(h, w)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    x, y = xx / max(w - 1, 1) * 2 - 1, yy / max(h - 1, 1) * 2 - 1
+    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], -1)  # (H, W, 6)
+    a, t = basis[edge], rgb[edge]
+    away = np.linalg.norm(t - np.median(t, axis=0), axis=1)
+    keep = away <= np.quantile(away, 0.6)  # start from the border's commonest colours: the table
+    for _ in range(3):  # refit on the pixels that fit: a garment or shadow crossing the border drops out
+        coef = np.linalg.lstsq(a[keep], t[keep], rcond=None)[0]
+        res = np.linalg.norm(a @ coef - t, axis=1)
+        sigma = float(np.median(res[keep]) * 1.4826)
+        keep = res <= max(3 * sigma, 0.02)
+    return np.clip(basis @ coef, 1e-3, 1.0), sigma
+
+
+def segment(rgb: np.ndarray) -> Segmentation:
+    """The garment in an (H, W, 3) float 0-1 photo with a light background.
+
+    Raises:
+        NoGarmentError: nothing stands out from the table, two objects, or the object fills the frame.
+    """
+    h, w, _ = rgb.shape
+    bg, sigma = fit_background(rgb)
+    dist = ndimage.gaussian_filter(np.linalg.norm(rgb - bg, axis=-1), sigma=max(1.0, min(h, w) / 300))
+    floor = 4 * sigma + 0.04  # the table's own grain and stripes never count as garment
+    if float(dist.max()) <= floor:
+        raise NoGarmentError(
+            "no garment found: nothing in the photo stands out from the background. "
+            "Lay one garment flat on a plain table or bed and fill most of the photo with it"
+        )
+    t = max(float(threshold_otsu(dist)), floor)
+    raw = ndimage.binary_opening(dist > t, disk(max(1, round(min(h, w) / 200))))  # specks of grain go
+    if raw[border_band(h, w)].mean() > 0.15:
+        raise NoGarmentError(
+            "the garment runs past the edges of the photo (or something else does), so the background "
+            "cannot be seen around it. Step back so there is table all around the garment"
+        )
+    mask = ndimage.binary_fill_holes(one_object(raw))
+    if mask.mean() > MAX_AREA:
+        raise NoGarmentError(
+            "the object fills the whole photo, so there is no background to separate it from. "
+            "Step back so the garment lies on the table with a margin around it"
+        )
+    notes = [
+        "Photo on a light background: the table was modelled as a smooth surface fitted to the border, "
+        f"and the garment is what differs from it (Otsu threshold {t:.2f}, largest region, holes filled)."
+    ]
+    flat = np.clip((rgb @ LUMA) / np.maximum(bg @ LUMA, 1e-3), 0, 1)  # the table becomes white
+    soft = ndimage.binary_dilation(mask, iterations=max(1, round(min(h, w) / 250)))  # keep the faint edge
+    ink = np.where(soft, 1.0 - flat, 0.0).astype(np.float32)
+    return Segmentation(mask, ink, bg.astype(np.float32), t, notes)
+
+
+def one_object(raw: np.ndarray) -> np.ndarray:
+    """The largest region of `raw` together with every region near its bounding box (a sandal's
+    straps, the dark panels of a white coat), or NoGarmentError for none or for two objects apart."""
+    h, w = raw.shape
+    # Parts a little apart are one object: close the gaps first, and count regions on that.
+    joined = ndimage.binary_closing(raw, disk(max(1, round(min(h, w) / 40))), border_value=0) | raw
+    regions, n = ndimage.label(joined)
+    areas = np.bincount(regions.ravel(), minlength=n + 1)[1:] / raw.size
+    if not n or areas.max() < MIN_AREA:
+        raise NoGarmentError(
+            "no garment found: only small specks differ from the background. "
+            "Move closer, so that the garment fills most of the photo"
+        )
+    boxes = [(ys.start, ys.stop, xs.start, xs.stop) for ys, xs in ndimage.find_objects(regions)]
+    big = int(np.argmax(areas))
+    near, box = {big}, boxes[big]
+    while True:  # grow the object by every region close to its box (a quarter of its size), until none is
+        y0, y1, x0, x1 = box
+        pad = max(0.05 * min(h, w), 0.25 * max(y1 - y0, x1 - x0))
+        more = {i for i, (a0, a1, b0, b1) in enumerate(boxes)
+                if i not in near and a0 < y1 + pad and a1 > y0 - pad and b0 < x1 + pad and b1 > x0 - pad}  # fmt: skip
+        if not more:
+            break
+        near |= more
+        box = (min(boxes[i][0] for i in near), max(boxes[i][1] for i in near),
+               min(boxes[i][2] for i in near), max(boxes[i][3] for i in near))  # fmt: skip
+    apart = [i for i in range(n) if i not in near and areas[i] >= max(MIN_AREA, SECOND * areas[big])]
+    if apart:
+        raise NoGarmentError(
+            f"{len(apart) + 1} separate objects found. Photograph one garment at a time, with nothing else on the table"
+        )
+    return np.isin(regions, [i + 1 for i in near]) & raw
+
+
+def overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """uint8 RGB: the photo, dimmed outside the mask, with the mask's outline in orange."""
+    out = rgb * np.where(mask[..., None], 1.0, 0.35)
+    edge = mask & ~ndimage.binary_erosion(mask, iterations=max(1, round(min(mask.shape) / 150)))
+    out[edge] = (1.0, 0.55, 0.0)
+    return np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)

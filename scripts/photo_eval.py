@@ -1,0 +1,79 @@
+"""Accuracy on photo-style images made from test images (fmnist.photos), per level and model.
+
+Each photo goes through the same path as an upload (fmnist.preprocess, then the model's predict
+path with its test-time augmentation). A photo the preprocessing refuses counts as wrong, and is
+also counted on its own. Empty tables and two-garment photos check the refusal: they should be
+refused, never classified.
+Usage: python scripts/photo_eval.py [--models best,quick] [--levels product,phone,hard] [--n 200] [--json]
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from fmnist.checkpoints import load_checkpoint
+from fmnist.data import load_dataset
+from fmnist.photos import LEVELS, photo_set, render_empty, render_two
+from fmnist.preprocess import ImageError, preprocess
+from fmnist.runtime import predict_logits
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="best,quick")
+    ap.add_argument("--levels", default=",".join(LEVELS))
+    ap.add_argument("--n", type=int, default=200, help="photos per level")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    ds = load_dataset()
+    images, labels = ds.test_images.numpy(), ds.test_labels.numpy()
+    models = {m: load_checkpoint(Path("checkpoints") / f"{m}.safetensors") for m in a.models.split(",")}
+    out: dict = {"n": a.n, "seed": a.seed, "accuracy": {}, "refused": {}, "preprocess_ms": {}}
+    for level in a.levels.split(","):
+        xs, ys, refused, ms = [], [], 0, []
+        for data, label, _ in photo_set(images, labels, level, a.n, a.seed):
+            t = time.perf_counter()
+            try:
+                xs.append(preprocess(data).image)
+                ys.append(label)
+            except ImageError:
+                refused += 1
+            ms.append((time.perf_counter() - t) * 1000)
+        out["refused"][level] = refused
+        out["preprocess_ms"][level] = round(float(np.median(ms)), 1)
+        for name, ck in models.items():
+            x = torch.from_numpy(np.stack(xs)) if xs else torch.zeros(0, 28, 28, dtype=torch.uint8)
+            pred = predict_logits(ck.model, x, tta_flip=ck.tta_flip).argmax(1).numpy() if xs else np.array([])
+            out["accuracy"].setdefault(name, {})[level] = float((pred == np.array(ys)).sum() / a.n)
+    rng = np.random.default_rng(a.seed)
+    odd = {"empty table": [render_empty("phone", rng) for _ in range(10)],
+           "two garments": [render_two(images[i], images[i + 1], "phone", rng) for i in range(0, 20, 2)]}  # fmt: skip
+    for kind, photos in odd.items():
+        n_refused = 0
+        for data in photos:
+            try:
+                preprocess(data)
+            except ImageError:
+                n_refused += 1
+        out["refused"][kind] = f"{n_refused}/{len(photos)}"
+    if a.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{a.n} photos per level, seed {a.seed}; a refused photo counts as wrong")
+    print("| model | " + " | ".join(a.levels.split(",")) + " |")
+    print("|---|" + "---|" * len(a.levels.split(",")))
+    for name, acc in out["accuracy"].items():
+        print(f"| {name} | " + " | ".join(f"{v:.1%}" for v in acc.values()) + " |")
+    print("refused:", out["refused"], " preprocess median ms:", out["preprocess_ms"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

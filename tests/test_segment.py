@@ -1,0 +1,100 @@
+"""The garment in a photo: fmnist.segment through fmnist.preprocess, on generated photos (fmnist.photos)."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist.photos import render, render_empty, render_two
+from fmnist.preprocess import BlankImageError, ImageError, preprocess
+from fmnist.segment import NoGarmentError, fit_background, segment
+
+
+def _corr(a, b):
+    return np.corrcoef(a.astype(float).ravel(), b.astype(float).ravel())[0, 1]
+
+
+@pytest.mark.parametrize("level", ["product", "phone"])
+def test_a_photo_comes_back_close_to_its_dataset_image(ds, level):
+    rng = np.random.default_rng(3)
+    for i in (1, 2, 7):  # a pullover, trousers, a shirt: distinct silhouettes
+        orig = ds.test_images[i].numpy()
+        out = preprocess(render(orig, level, rng))
+        assert out.inverted and _corr(out.image, orig) > (0.75 if level == "product" else 0.6), (level, i)
+
+
+def test_the_mask_is_shown_among_the_steps(ds):
+    out = preprocess(render(ds.test_images[2].numpy(), "phone", np.random.default_rng(0)))
+    captions = [c for c, _ in out.steps]
+    assert captions[1].startswith("2. Garment found") and out.steps[1][1].ndim == 3  # an RGB overlay
+    assert captions[-1].startswith("5. Centred") and len(captions) == 5
+    assert any("smooth surface fitted to the border" in n for n in out.notes)
+
+
+def test_a_gradient_table_is_modelled_not_kept():
+    # A dark square on a strong left-to-right gradient: the old single border level kept the gradient.
+    w, h = 400, 300
+    ramp = np.linspace(0.6, 0.95, w, dtype=np.float32)[None, :, None].repeat(h, 0).repeat(3, 2)
+    photo = ramp.copy()
+    photo[100:200, 150:250] = 0.2
+    bg, sigma = fit_background(photo)
+    assert np.abs(bg - ramp).max() < 0.02 and sigma < 0.01
+    seg = segment(photo)
+    ys, xs = np.nonzero(seg.mask)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (100, 199, 150, 249)
+
+
+def test_an_empty_table_is_refused_in_plain_words():
+    for seed in range(4):
+        with pytest.raises(ImageError, match="no garment found"):
+            preprocess(render_empty("phone", np.random.default_rng(seed)))
+
+
+def test_two_garments_are_refused_not_guessed(ds):
+    a, b = ds.test_images[0].numpy(), ds.test_images[1].numpy()
+    for seed in range(3):
+        with pytest.raises(ImageError, match="2 separate objects found. Photograph one garment at a time"):
+            preprocess(render_two(a, b, "phone", np.random.default_rng(seed)))
+
+
+def test_a_close_up_that_fills_the_frame_is_refused():
+    photo = np.full((300, 400, 3), 0.9, np.float32)
+    photo[8:-8, 8:-8] = (0.3, 0.2, 0.5)  # the garment reaches almost to every edge
+    with pytest.raises(NoGarmentError, match="fills the whole photo"):
+        segment(photo)
+
+
+def test_a_white_page_is_still_blank_not_a_photo():
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(buf, "PNG")
+    with pytest.raises(BlankImageError):
+        preprocess(buf.getvalue())
+
+
+def test_the_generator_is_deterministic_and_checks_its_level(ds):
+    img = ds.test_images[0].numpy()
+    assert render(img, "hard", np.random.default_rng(5)) == render(img, "hard", np.random.default_rng(5))
+    with pytest.raises(ValueError, match="level must be one of"):
+        render(img, "blurry", np.random.default_rng(0))
+
+
+def test_a_garment_running_past_the_edges_is_refused():
+    photo = np.full((300, 400, 3), 0.9, np.float32)
+    photo[:, 100:300] = (0.3, 0.2, 0.5)  # crosses the photo from top to bottom
+    with pytest.raises(NoGarmentError, match="runs past the edges"):
+        segment(photo)
+
+
+def test_a_heic_photo_from_an_iphone_is_read_upright(ds):
+    """iPhones save HEIC: pillow-heif reads it, and the garment is found as in a JPEG."""
+    import io as _io
+
+    from fmnist.preprocess import FORMAT_NAMES
+
+    photo = Image.open(_io.BytesIO(render(ds.test_images[1].numpy(), "phone", np.random.default_rng(2))))
+    buf = _io.BytesIO()
+    photo.save(buf, "HEIF", quality=90)
+    out = preprocess(buf.getvalue())
+    assert "HEIC" in FORMAT_NAMES and out.inverted
+    assert _corr(out.image, ds.test_images[1].numpy()) > 0.6
