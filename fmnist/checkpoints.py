@@ -31,6 +31,7 @@ from torch import nn
 from .data import load_dataset
 from .evaluate import EvalResult, evaluate_test
 from .models import ModelSizeError, checked_model_size, count_params, create_model, get_spec
+from .runtime import machine
 
 FORMAT = "fmnist-checkpoint/1"
 SUFFIX = ".safetensors"
@@ -483,6 +484,7 @@ def build_card(result: Any, test: dict[str, Any] | None = None, command: str | N
         "data_checksum": result.data_checksum,
         "command": command,
         "versions": versions(),
+        "machine": machine(),  # what train_time_s was measured on: CPU model and flags, cores, GPU
     }
 
 

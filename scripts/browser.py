@@ -209,30 +209,43 @@ def axe_violations(page, tags: list[str] = WCAG_AA) -> list[dict]:
 
 _COUNT_RUNS = """() => {
   if (window.__fmnistRuns !== undefined) return;
-  window.__fmnistRuns = 0;
-  const app = document.querySelector('[data-testid=stApp]');
-  new MutationObserver(() => {
-    if (app.dataset.testScriptState === 'notRunning') window.__fmnistRuns += 1;
-  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  window.__fmnistRuns = 0;  // a run counts when a frame sees the app idle after one that saw it running
+  let running = false;
+  const tick = () => {
+    const state = document.querySelector('[data-testid=stApp]')?.dataset.testScriptState;
+    if (state === 'running') running = true;
+    else if (running && state === 'notRunning') { running = false; window.__fmnistRuns += 1; }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+}"""
+_DONE = """([n, title]) => {
+  const idle = document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning';
+  if (title) return idle && [...document.querySelectorAll('[data-testid=stMain] h1')].some(h => h.innerText.includes(title));
+  return window.__fmnistRuns > n;
 }"""
 
 
 def timed_rerun(page, action, title: str | None = None, timeout: float = 60) -> float:
-    """Seconds from `action()` (a click, a choice) until the script run it started has finished,
-    and, if `title` is given, the main area's heading reads `title` (a page switch)."""
+    """Seconds from `action()` (a click, a choice) until the script run it started has finished:
+    for a page switch (`title` given), until the new page's heading is there and the app is idle."""
     page.evaluate(_COUNT_RUNS)
     before = page.evaluate("() => window.__fmnistRuns")
     t0 = time.perf_counter()
     action()
-    page.wait_for_function(
-        """([n, title]) => window.__fmnistRuns > n && (!title ||
-             [...document.querySelectorAll('[data-testid=stMain] h1')].some(h => h.innerText.includes(title)))""",
-        arg=[before, title], polling="raf", timeout=timeout * 1000,
-    )  # fmt: skip
+    try:
+        page.wait_for_function(_DONE, arg=[before, title], polling="raf", timeout=timeout * 1000)
+    except Exception:
+        seen = page.evaluate(
+            "() => [window.__fmnistRuns, document.querySelector('[data-testid=stApp]').dataset.testScriptState,"
+            " location.pathname, [...document.querySelectorAll('[data-testid=stMain] h1')].map(h => h.innerText)]"
+        )
+        raise TimeoutError(f"no finished run after the action (runs, state, path, headings: {seen}; before {before})") from None  # fmt: skip
     return time.perf_counter() - t0
 
 
 def choose(page, label: str, option: str) -> None:
-    """Pick `option` in the Streamlit selectbox labelled `label`."""
-    page.get_by_label(label).first.click()
-    page.get_by_role("option", name=option, exact=True).first.click()
+    """Pick `option` in the Streamlit selectbox labelled `label` (typing filters its options)."""
+    page.locator("[data-testid=stSelectbox]").filter(has_text=label).first.click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
