@@ -40,8 +40,9 @@ LESSONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("A learning rate 10x too high", "train", {"preset": "student", "lr": 0.04, "hide": "advanced"},
      "The student preset uses 0.004. At 0.04 the loss jumps about, or the run diverges: each step overshoots."),
     ("Early stopping too eager", "train", {"preset": "keras3", "patience": 1, "epochs": 50, "subset": 10000},
-     "Keras's EarlyStopping stops at the first epoch without a gain (patience 0 in Keras, 1 here). "
-     "Where does the run stop, and how much accuracy did it leave on the table?"),
+     "Keras's EarlyStopping stops at the first epoch without a lower validation loss (patience 0 in Keras, "
+     "1 here). Where does the run stop? Then set patience to 0 (off) and train all 50 epochs: how much "
+     "accuracy did stopping early leave on the table?"),
     ("Draw something the model has never seen", "predict", {"source": "draw"},
      "Draw a filled sneaker, then a hat. What does the model say about a class it was never taught?"),
 ]  # fmt: skip

@@ -37,7 +37,7 @@ def pixel_img(image: np.ndarray, px: int, alt: str) -> str:
     Image.fromarray(np.ascontiguousarray(image)).save(buf, "PNG")
     src = base64.b64encode(buf.getvalue()).decode()
     return (f'<img src="data:image/png;base64,{src}" alt="{html.escape(alt)}" width="{px}" height="{px}" '
-            'style="image-rendering: pixelated; display: block">')  # fmt: skip
+            f'style="width: {px}px; height: {px}px; object-fit: fill; image-rendering: pixelated; display: block">')  # fmt: skip
 
 
 def step_tiles(steps: list[np.ndarray], side: int = 140) -> list[np.ndarray]:

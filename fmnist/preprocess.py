@@ -227,7 +227,10 @@ def _preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike, ma
     gray = to_gray(img, notes)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     inverted = bool(np.median(border) > 0.5)
-    if inverted:  # a photo or a sketch on a light background: find the garment, put it on white, negate
+    if inverted and float(np.percentile(border, 5)) > 0.97:  # a clean product shot on white, as the dataset's
+        crop, steps = _on_dark_background(1.0 - gray, "2. Inverted")  # sources: invert, trim what is not white
+        notes.append("White background: inverted, since the dataset has light objects on black.")
+    elif inverted:  # a photo or a sketch on an uneven light background: find the garment, put it on white
         crop, steps = _on_light_background(img, gray, notes)
     else:  # a drawing, or a dataset-style image: light object on dark, as the dataset
         crop, steps = _on_dark_background(gray)
@@ -252,9 +255,11 @@ def _trim(ink: np.ndarray, where: np.ndarray) -> np.ndarray:
     return crop / max(float(crop.max()), 1e-6)
 
 
-def _on_dark_background(gray: np.ndarray) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+def _on_dark_background(
+    gray: np.ndarray, step2: str = "2. Dark background kept"
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
     """Light object on dark: subtract the border's level, trim to what is left."""
-    steps = [("1. Grayscale", _u8(gray)), ("2. Dark background kept", _u8(gray))]
+    steps = [("1. Grayscale", _u8(1.0 - gray if step2 == "2. Inverted" else gray)), (step2, _u8(gray))]
     bg = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
     ink = np.clip(gray - bg, 0, None)
     peak = float(ink.max())

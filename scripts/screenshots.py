@@ -25,6 +25,7 @@ PAGES = {
     "sweep": ("sweep", 2200, "Start the sweep"),
     "layers": ("predict", 2600, "Brush width"),
     "map": ("map", 1500, "nearest dots"),
+    "photo": ("predict?source=upload&model=best", 2300, "HEIC"),
 }
 ONLY = set(sys.argv[3].split(",")) if len(sys.argv) > 3 else None  # e.g. "sweep,predict"
 
@@ -60,6 +61,18 @@ def main() -> None:
                 wait_idle(page)
             if name == "misclassified":
                 page.get_by_role("button", name="Details").first.click()
+                wait_idle(page)
+            if name == "photo":  # a phone-style photo of a pullover on a table, uploaded
+                import numpy as np
+
+                from fmnist.data import load_dataset
+                from fmnist.photos import render
+
+                photo = render(load_dataset().test_images[1].numpy(), "phone", np.random.default_rng(4))
+                page.locator("input[type=file]").set_input_files(
+                    files=[{"name": "phone-photo.jpg", "mimeType": "image/jpeg", "buffer": photo}]
+                )
+                page.get_by_text("2. Garment found").first.wait_for(timeout=120_000)
                 wait_idle(page)
             if name == "predict":
                 draw_trousers(page)

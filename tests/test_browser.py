@@ -31,15 +31,21 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def pw():
+    """One Playwright per module: a second sync_playwright() inside the first is refused."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = launch(p)
-        pg = browser.new_page(viewport={"width": 1300, "height": 1000})
-        pg.set_default_timeout(60_000)
-        yield pg
-        browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def page(server, pw):
+    browser = launch(pw)
+    pg = browser.new_page(viewport={"width": 1300, "height": 1000})
+    pg.set_default_timeout(60_000)
+    yield pg
+    browser.close()
 
 
 def test_draw_on_canvas_and_get_a_prediction(server, page, tmp_path):
@@ -179,29 +185,33 @@ def test_ten_strokes_each_update_the_verdict(server, page):
     draw_trousers(page)
     page.get_by_text("28x28 input").wait_for()
     wait_idle(page)
+    drawn = page.evaluate(  # the 28x28 view fills its 224 px box (Streamlit's CSS would draw it 28 px small)
+        "() => { const i = document.querySelector('img[alt^=\"The 28 by 28\"]');"
+        " return [i.naturalWidth, i.getBoundingClientRect().width, getComputedStyle(i).objectFit]; }"
+    )
+    assert drawn == [28, 224, "fill"]
     times = stroke_latencies(page, 10)
     print("mouse-up -> view, -> all (ms):", [(round(t["view"] * 1000), round(t["all"] * 1000)) for t in times])
     assert len(times) == 10 and sorted(t["view"] for t in times)[8] < 3.0
     assert page.locator("[data-testid=stException]").count() == 0
 
 
-def test_the_camera_photographs_a_garment_and_the_verdict_appears(server, ds, tmp_path):
-    # Chromium's fake webcam shows a phone-style photo of trousers (made from a test image).
+def test_the_camera_photographs_a_garment_and_the_verdict_appears(server, pw, page, ds, tmp_path):
+    # Chromium's fake webcam shows a phone-style photo of trousers (made from a test image). `page`
+    # is requested so that this test also runs beside the module's other browser, as in the suite.
     import numpy as np
-    from playwright.sync_api import sync_playwright
 
     from fmnist.photos import render
 
     write_y4m(render(ds.test_images[2].numpy(), "phone", np.random.default_rng(0)), tmp_path / "photo.y4m")
-    with sync_playwright() as p:
-        browser = launch(p, camera=tmp_path / "photo.y4m")
-        context = browser.new_context(viewport={"width": 1300, "height": 1000}, permissions=["camera"])
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(f"{server}/predict?source=camera")
-        page.get_by_role("button", name="Take Photo").click()
-        verdict = page.locator("[data-testid=stMain] h3").filter(has_text="%").first
-        expect(verdict).to_contain_text("Trouser")
-        expect(page.get_by_text("2. Garment found")).to_be_visible()
-        assert page.locator("[data-testid=stException]").count() == 0
-        browser.close()
+    browser = launch(pw, camera=tmp_path / "photo.y4m")
+    context = browser.new_context(viewport={"width": 1300, "height": 1000}, permissions=["camera"])
+    cam = context.new_page()
+    cam.set_default_timeout(60_000)
+    cam.goto(f"{server}/predict?source=camera")
+    cam.get_by_role("button", name="Take Photo").click()
+    verdict = cam.locator("[data-testid=stMain] h3").filter(has_text="%").first
+    expect(verdict).to_contain_text("Trouser")
+    expect(cam.get_by_text("2. Garment found")).to_be_visible()
+    assert cam.locator("[data-testid=stException]").count() == 0
+    browser.close()

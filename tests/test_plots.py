@@ -200,6 +200,7 @@ def test_pixel_img_carries_the_exact_pixels_and_an_escaped_alt():
     src = re.search(r'src="data:image/png;base64,([^"]+)"', tag).group(1)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(src)))), img)  # sent at 28x28, lossless
     assert 'alt="a &quot;quoted&quot; &lt;alt&gt;"' in tag and 'width="224"' in tag and "pixelated" in tag
+    assert "width: 224px" in tag and "object-fit: fill" in tag  # Streamlit's own CSS would draw it 28 px small
 
 
 def test_prob_bars_html_lists_the_top_k_in_words():
