@@ -63,7 +63,7 @@ def _background(level: str, rng: np.random.Generator, w: int, h: int) -> np.ndar
 
 
 def _place(
-    layer: np.ndarray, w: int, h: int, rng: np.random.Generator, frac: tuple[float, float], near_middle: bool = False
+    w: int, h: int, rng: np.random.Generator, frac: tuple[float, float], near_middle: bool = False
 ) -> tuple[int, int, int]:
     """(x, y, side) of a square garment box inside the photo, off-centre (less so when the photo is
     to be rotated: the garment must stay in the frame)."""
@@ -130,7 +130,7 @@ def render(image28: np.ndarray, level: str, rng: np.random.Generator, size: tupl
     w, h = size
     mw, mh = _margin(level, w), _margin(level, h)
     photo = _background(level, rng, w + 2 * mw, h + 2 * mh)
-    x, y, side = _place(photo, w, h, rng, (0.45, 0.8) if level == "product" else (0.5, 0.8), level != "product")
+    x, y, side = _place(w, h, rng, (0.45, 0.8) if level == "product" else (0.5, 0.8), level != "product")
     _composite(photo, image28, level, rng, (x + mw, y + mh, side))
     return _jpeg(_finish(photo, level, rng, size), rng)
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app_support.nav import PAGES
+from fmnist.runtime import cpu_flags
 from scripts.browser import choose, launch, serve_app, timed_rerun, wait_idle
-from scripts.predict_latency import cpu_flags, pct
+from scripts.predict_latency import pct
 
 HEADINGS = {"": "Fashion-MNIST Studio", "train": "Train a network", "evaluate": "Evaluate", "predict": "Predict",
             "misclassified": "Misclassified", "map": "embedding map", "sweep": "Sweep"}  # fmt: skip
@@ -52,7 +53,7 @@ def main() -> int:
         browser.close()
     ms = [t * 1000 for r in rounds for t in r.values()]
     per = {k: statistics.median(r[k] * 1000 for r in rounds) for k in rounds[0]}
-    res = {"flags": cpu_flags(), "rounds": a.rounds, "median_ms": statistics.median(ms), "p95_ms": pct(ms, 0.95),
+    res = {"flags": ",".join(cpu_flags()), "rounds": a.rounds, "median_ms": statistics.median(ms), "p95_ms": pct(ms, 0.95),
            "max_ms": max(ms), "median_ms_each": {k: round(v) for k, v in per.items()}}  # fmt: skip
     if a.json:
         print(json.dumps(res))

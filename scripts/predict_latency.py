@@ -15,12 +15,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from fmnist.runtime import cpu_flags
 from scripts.browser import draw_trousers, launch, serve_app, stroke_latencies, wait_idle, watch_websocket
-
-
-def cpu_flags() -> str:
-    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split()
-    return ",".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -47,7 +43,7 @@ def main() -> int:
         stroke_latencies(page, 2)  # warm-up: first run of each cache
         times = stroke_latencies(page, a.strokes)
         browser.close()
-    res = {"cpu": platform.processor() or "", "flags": cpu_flags(), "model": a.model, "strokes": a.strokes}
+    res = {"cpu": platform.processor() or "", "flags": ",".join(cpu_flags()), "model": a.model, "strokes": a.strokes}
     for k in ("sent", "view", "all"):
         ms = [t[k] * 1000 for t in times]
         res[f"{k}_ms"] = {"median": statistics.median(ms), "p95": pct(ms, 0.95), "max": max(ms)}
