@@ -9,10 +9,11 @@ classroom:  ## set up, then serve the app to the room (every address of this mac
 	bash scripts/setup.sh
 	.venv/bin/streamlit run app.py --server.address 0.0.0.0
 
-test:  ## set up (with Chromium), then run the whole test suite
+test:  ## set up (with Chromium), then run the whole test suite with an empty HOME and TMPDIR, as on a fresh machine
 	bash scripts/setup.sh --test
 	.venv/bin/ruff check .
-	.venv/bin/python -m pytest -q
+	fresh=$$(mktemp -d) && mkdir "$$fresh/home" "$$fresh/tmp" && \
+	  HOME="$$fresh/home" TMPDIR="$$fresh/tmp" .venv/bin/python -m pytest -q; rc=$$?; rm -rf "$$fresh"; exit $$rc
 
 setup:
 	bash scripts/setup.sh

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .data import FashionMNIST, stratified_subset
-from .runtime import to_input
+from .runtime import device_of, to_input
 
 TSNE_POINTS = 2000
 
@@ -43,13 +43,14 @@ def penultimate_features(model: nn.Module, images: torch.Tensor, batch: int = 10
     if not linears:
         raise EmbeddingError(f"{type(model).__name__} has no linear classifier layer to read features from")
     feats: list[torch.Tensor] = []
-    handle = linears[-1].register_forward_hook(lambda m, i, o: feats.append(i[0].detach().float().flatten(1)))
+    handle = linears[-1].register_forward_hook(lambda m, i, o: feats.append(i[0].detach().float().flatten(1).cpu()))
+    device = device_of(model)  # a model on a GPU gets its batches there; features come back to the CPU
     preds = []
     was_training = model.training
     try:
         model.eval()
         for s in range(0, len(images), batch):
-            preds.append(model(to_input(images[s : s + batch])).argmax(1))
+            preds.append(model(to_input(images[s : s + batch].to(device))).argmax(1).cpu())
     finally:
         handle.remove()
         model.train(was_training)

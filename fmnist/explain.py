@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .runtime import to_input
+from .runtime import device_of, to_input
 
 # Models are shared between app sessions (cached once per server): Grad-CAM hooks must not
 # interleave, and nothing here may leave gradients on the shared weights.
@@ -36,7 +36,8 @@ def saliency(model: nn.Module, image: torch.Tensor, target: int) -> np.ndarray:
         image: uint8 (1, 28, 28) or (28, 28).
     """
     x = to_input(image.reshape(1, 28, 28)).repeat(8, 1, 1, 1)
-    x = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
+    x = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).to(device_of(model))
+    x.requires_grad_(True)
     with _LOCK, torch.enable_grad():
         model.eval()
         (grad,) = torch.autograd.grad(model(x)[:, target].sum(), x)  # no .grad left on the weights
@@ -50,7 +51,7 @@ def grad_cam(model: nn.Module, image: torch.Tensor, target: int) -> np.ndarray |
     layer = last_conv(model)
     if layer is None:
         return None
-    x = to_input(image.reshape(1, 28, 28))
+    x = to_input(image.reshape(1, 28, 28)).to(device_of(model))
     with _LOCK, torch.enable_grad():
         model.eval()
         attr = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .runtime import to_input
+from .runtime import device_of, to_input
 
 
 class NoLayersError(ValueError):
@@ -84,10 +84,15 @@ def conv_activations(model: nn.Module, image: torch.Tensor) -> list[ConvLayer]:
 
     def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         name, bn = info[id(m)]
-        seen.append(ConvLayer(name, m, inputs[0][0].detach().float().clone(), output[0].detach().float().clone(), bn))
+        seen.append(ConvLayer(name, m, _copy(inputs[0][0]), _copy(output[0]), bn))
 
     _run_hooked(model, image, [(m, hook) for _, m, _ in convs])
     return seen
+
+
+def _copy(t: torch.Tensor) -> torch.Tensor:
+    """A float copy on the CPU (a hook's tensor may be changed in place later, by an in-place ReLU)."""
+    return t.detach().float().cpu().clone()
 
 
 def _run_hooked(model: nn.Module, image: torch.Tensor, hooks: list[tuple[nn.Module, Any]]) -> None:
@@ -96,7 +101,7 @@ def _run_hooked(model: nn.Module, image: torch.Tensor, hooks: list[tuple[nn.Modu
     was_training = model.training
     try:
         model.eval()
-        model(to_input(image.reshape(1, 28, 28)))
+        model(to_input(image.reshape(1, 28, 28).to(device_of(model))))
     finally:
         for h in handles:
             h.remove()
@@ -119,10 +124,10 @@ def conv_step(layer: ConvLayer, channel: int, y: int, x: int, in_channel: int = 
     padded = F.pad(layer.input, (pw, pw, ph, ph))
     y0, x0 = y * sh, x * sw
     patch = padded[:, y0 : y0 + dh * (kh - 1) + 1 : dh, x0 : x0 + dw * (kw - 1) + 1 : dw]
-    weight = m.weight[channel].detach().float()
+    weight = m.weight[channel].detach().float().cpu()
     products = weight * patch
     total = float(products.sum())
-    bias = float(m.bias[channel]) if m.bias is not None else 0.0
+    bias = float(m.bias[channel]) if m.bias is not None else 0.0  # float() reads it from any device
     out = total + bias
     return ConvStep(
         kernel=weight[in_channel], patch=patch[in_channel], products=products[in_channel],
@@ -136,7 +141,7 @@ def first_filters(model: nn.Module) -> torch.Tensor:
     convs = _conv_children(model)
     if not convs:
         raise NoLayersError(f"{type(model).__name__} has no convolution layers, so no filters")
-    return convs[0][1].weight.detach().float()[:, 0]
+    return convs[0][1].weight.detach().float().cpu()[:, 0]
 
 
 @torch.no_grad()
@@ -154,9 +159,7 @@ def hidden_activations(model: nn.Module, image: torch.Tensor) -> list[tuple[str,
             f"{type(model).__name__} has no hidden layer: each of its 10 scores is a weighted sum of the pixels"
         )
     seen: list[tuple[str, torch.Tensor]] = []
-    _run_hooked(
-        model, image, [(m, lambda m, i, o, n=n: seen.append((n, o[0].detach().float().clone()))) for n, m in relus]
-    )
+    _run_hooked(model, image, [(m, lambda m, i, o, n=n: seen.append((n, _copy(o[0])))) for n, m in relus])
     return seen
 
 

@@ -22,6 +22,7 @@ import contextlib
 import os
 import threading
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,9 @@ class RayBackend:
         # one must send the token too: ~/.ray/auth_token, or $RAY_AUTH_TOKEN / $RAY_AUTH_TOKEN_PATH).
         # Ray reads the mode when it is imported.
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+        _probe(address)  # first: nothing listening there is the plainest error
+        if os.environ["RAY_AUTH_MODE"].lower() == "token" and token_source() is None:
+            raise ConnectionError(NO_TOKEN)  # before importing ray: no minute of retries, one line
         import ray  # the only place the project imports ray
 
         self.ray = ray
@@ -110,14 +114,20 @@ class RayBackend:
         """One connection per process, shared by every RayBackend in it (counted, see close())."""
         global _USERS
         if not ray.is_initialized():
-            _probe(address)
             try:
                 ray.init(
                     address=address, runtime_env={"py_modules": [str(PACKAGE_DIR)]}, log_to_driver=False,
                     logging_level="ERROR",
                 )  # fmt: skip
             except Exception as e:  # ConnectionError, auth errors, ...: one line for the user
-                raise ConnectionError(f"cannot reach the Ray cluster at {address}: {type(e).__name__}: {e}") from None
+                if type(e).__name__ == "ConnectionError":  # something listens (probed), yet Ray could not join it
+                    raise ConnectionError(
+                        f"the Ray cluster at {address} did not let this machine in: is its token the head's? "
+                        "(`ray get-auth-token` on the head prints it; README, 'A lab of PCs')"
+                    ) from None
+                raise ConnectionError(
+                    f"cannot reach the Ray cluster at {address}: {type(e).__name__}: {_first_line(e)}"
+                ) from None
         _USERS += 1
 
     def _data_box(self) -> list:
@@ -178,6 +188,32 @@ class RayBackend:
             _USERS -= 1
             if _USERS == 0:
                 self.ray.shutdown()
+
+
+NO_TOKEN = (
+    "Ray token authentication is on, but this machine has no token. On the head, run "
+    "`ray get-auth-token --generate` before `RAY_AUTH_MODE=token ray start --head ...`, then give this "
+    "machine that token: RAY_AUTH_TOKEN=<token>, or the file ~/.ray/auth_token (README, 'A lab of PCs')."
+)
+
+
+def token_source(environ: Mapping[str, str] | None = None, home: Path | None = None) -> str | None:
+    """Where Ray will find this machine's authentication token, as Ray looks: None when nowhere.
+
+    $RAY_AUTH_TOKEN, else the file $RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token (a file must be non-empty).
+    """
+    env = os.environ if environ is None else environ
+    if env.get("RAY_AUTH_TOKEN", "").strip():
+        return "RAY_AUTH_TOKEN"
+    path = (
+        Path(env["RAY_AUTH_TOKEN_PATH"])
+        if env.get("RAY_AUTH_TOKEN_PATH")
+        else (home or Path.home()) / ".ray" / "auth_token"
+    )
+    try:
+        return str(path) if path.read_text().strip() else None
+    except OSError:
+        return None
 
 
 def _probe(address: str, timeout_s: float = 3.0) -> None:

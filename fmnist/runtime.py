@@ -88,6 +88,12 @@ def to_input(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """Where `model`'s weights are (the CPU for a model without any)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 @torch.inference_mode()
 def predict_logits(
     model: nn.Module,
@@ -105,7 +111,7 @@ def predict_logits(
         device: where to run (default: where the model's weights are).
         precision: 'fp32' or 'bf16' (autocast).
     """
-    device = device or next(model.parameters()).device
+    device = device or device_of(model)
     was_training = model.training
     model.eval()
     cl = has_conv(model)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -103,15 +103,39 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return opt(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> Any:
+# The one-cycle shape of torch's OneCycleLR (pct_start 0.25, div_factor 25, final_div_factor 1e4, cosine
+# annealing, momentum cycled 0.95 -> 0.85 -> 0.95), written as a function of the position in the run so that
+# a time budget can move it forward without touching a scheduler's private step counter.
+ONECYCLE_PCT_START, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.25, 25.0, 1e4
+ONECYCLE_MOMENTUM = (0.95, 0.85)  # (max, base)
+
+
+def _cos(start: float, end: float, pct: float) -> float:
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+
+def schedule_at(cfg: TrainConfig, pos: float, total_steps: int) -> tuple[float, float | None]:
+    """(learning rate, momentum or None) of `cfg.schedule` at step position `pos` in [0, total_steps - 1].
+
+    The first step is at 0 and the last at total_steps - 1, where one-cycle reaches its floor
+    (lr / 25 / 1e4). Values equal torch's OneCycleLR / the closed-form cosine at whole positions;
+    momentum is None where the schedule leaves it alone.
+    """
+    pos = min(max(pos, 0.0), max(total_steps - 1, 0))
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.25)
-    if cfg.schedule == "cosine":
-        # the closed form of CosineAnnealingLR (eta_min 0): a function of the step, so it can jump ahead
-        return torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
-        )
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        hi, lo = ONECYCLE_MOMENTUM
+        first, peak = cfg.lr / ONECYCLE_DIV, cfg.lr
+        floor = first / ONECYCLE_FINAL_DIV
+        warm_end, last = ONECYCLE_PCT_START * total_steps - 1, total_steps - 1
+        if pos <= warm_end:  # warm-up: first -> peak, momentum hi -> lo
+            pct = pos / warm_end if warm_end > 0 else 1.0
+            return _cos(first, peak, pct), _cos(hi, lo, pct)
+        span = last - warm_end
+        pct = (pos - warm_end) / span if span > 0 else 1.0
+        return _cos(peak, floor, pct), _cos(lo, hi, pct)  # annealing: peak -> floor, momentum lo -> hi
+    if cfg.schedule == "cosine":  # CosineAnnealingLR's closed form over the run's steps (eta_min 0)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * pos / total_steps)), None
+    return cfg.lr, None
 
 
 def healthy(loss: float) -> bool:
@@ -126,12 +150,12 @@ class Trainer:
     cfg: TrainConfig
     model: nn.Module
     opt: torch.optim.Optimizer
-    sched: Any
     device: torch.device
     precision: str
     gen: torch.Generator
     channels_last: bool
     total_steps: int = 1
+    steps_done: int = 0  # optimisation steps taken (diverged batches are not steps)
 
     @classmethod
     def build(cls, cfg: TrainConfig, steps: int, device: torch.device, precision: str, gen: torch.Generator) -> Trainer:
@@ -141,7 +165,22 @@ class Trainer:
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         opt = make_optimizer(model, cfg)
-        return cls(cfg, model, opt, make_scheduler(opt, cfg, steps), device, precision, gen, channels_last, steps)
+        return cls(cfg, model, opt, device, precision, gen, channels_last, max(steps, 1))
+
+    def position(self, clock: float | None = None) -> float:
+        """Where the schedule is, in steps: the steps taken, or the clock's share of the run if further on."""
+        last = self.total_steps - 1
+        return min(max(float(self.steps_done), (clock or 0.0) * last), last)
+
+    def _apply_schedule(self, clock: float | None) -> None:
+        lr, momentum = schedule_at(self.cfg, self.position(clock), self.total_steps)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+            if momentum is not None:
+                if "betas" in group:  # Adam(W): beta1 plays momentum's part, as in OneCycleLR
+                    group["betas"] = (momentum, *group["betas"][1:])
+                else:
+                    group["momentum"] = momentum
 
     def step(
         self, images: torch.Tensor, labels: torch.Tensor, clock: float | None = None
@@ -150,7 +189,8 @@ class Trainer:
 
         Args:
             clock: the fraction of the run's time budget already spent, if it has one; the LR
-                schedule then runs at whichever is further along, the steps or the clock.
+                schedule then runs at whichever is further along, the steps or the clock. Either
+                way it stops at its last position (one-cycle's floor), however many steps follow.
 
         Returns (loss, logits). A diverged loss (see `healthy`) leaves the weights untouched.
         """
@@ -161,13 +201,11 @@ class Trainer:
         loss = F.cross_entropy(out.float(), labels, label_smoothing=self.cfg.label_smoothing)
         value = loss.item()  # the one host sync per batch
         if healthy(value):
+            self._apply_schedule(clock)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            if clock is not None:  # jump the schedule ahead to where the clock is
-                total = self.sched.total_steps if hasattr(self.sched, "total_steps") else self.total_steps
-                self.sched.last_epoch = max(self.sched.last_epoch, min(int(clock * total), total - 1) - 1)
-            self.sched.step()
+            self.steps_done += 1
         return value, out
 
     @property
@@ -243,7 +281,8 @@ class _Run:
     x_val: torch.Tensor  # uint8, on the CPU (predict_logits moves batches)
     y_val: torch.Tensor
     batches: int
-    t0: float = field(default_factory=time.perf_counter)
+    clock: Callable[[], float] = time.perf_counter  # seconds; a fake one in tests
+    t0: float = 0.0
     train_time: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     best: Best = field(default_factory=Best)
@@ -253,7 +292,7 @@ class _Run:
         return self.trainer.cfg
 
 
-def _start(cfg: TrainConfig, data: FashionMNIST) -> _Run:
+def _start(cfg: TrainConfig, data: FashionMNIST, clock: Callable[[], float] = time.perf_counter) -> _Run:
     device = pick_device(cfg.device)
     precision = pick_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
@@ -263,7 +302,8 @@ def _start(cfg: TrainConfig, data: FashionMNIST) -> _Run:
     n = len(x_tr)
     batches = n // cfg.batch_size + (n % cfg.batch_size >= 2)  # no batch of 1 (BatchNorm)
     trainer = Trainer.build(cfg, cfg.epochs * batches, device, precision, gen)
-    return _Run(trainer, data, x_tr, y_tr, data.train_images[val_idx], data.train_labels[val_idx], batches)
+    x_val, y_val = data.train_images[val_idx], data.train_labels[val_idx]
+    return _Run(trainer, data, x_tr, y_tr, x_val, y_val, batches, clock=clock, t0=clock())
 
 
 # ---------------------------------------------------------------- the loop
@@ -274,12 +314,12 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event | None) -> Generat
     cfg, tr, tally = run.cfg, run.trainer, Tally()
     tr.model.train()
     perm = torch.randperm(len(run.x_tr), generator=tr.gen).to(tr.device)
-    t_epoch = time.perf_counter()
+    t_epoch = run.clock()
     for b in range(run.batches):
         if stop is not None and stop.is_set():
             tally.halt, tally.message = "stopped", f"Stopped by request in epoch {epoch}, batch {b + 1}."
             break
-        spent = run.train_time + time.perf_counter() - t_epoch
+        spent = run.train_time + run.clock() - t_epoch
         if cfg.time_budget and spent >= cfg.time_budget:
             tally.halt = "finished"
             tally.message = f"Time budget of {cfg.time_budget:g} s reached in epoch {epoch}, batch {b + 1}."
@@ -296,14 +336,14 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event | None) -> Generat
             break
         tally.add(loss, logits, y)
         if (b + 1) % cfg.log_every == 0 or b + 1 == run.batches:
-            now, done, total = time.perf_counter(), (epoch - 1) * run.batches + b + 1, cfg.epochs * run.batches
+            now, done, total = run.clock(), (epoch - 1) * run.batches + b + 1, cfg.epochs * run.batches
             elapsed = now - run.t0
             yield BatchEvent(
                 epoch=epoch, batch=b + 1, batches=run.batches, loss=tally.loss, acc=tally.acc, lr=tr.lr,
-                images_per_s=tally.count / (now - t_epoch), elapsed=elapsed, eta=elapsed / done * (total - done),
+                images_per_s=tally.count / max(now - t_epoch, 1e-9), elapsed=elapsed, eta=elapsed / done * (total - done),
                 progress=done / total,
             )  # fmt: skip
-    tally.seconds = time.perf_counter() - t_epoch
+    tally.seconds = run.clock() - t_epoch
     run.train_time += tally.seconds
     return tally
 
@@ -325,7 +365,7 @@ def _end_epoch(run: _Run, epoch: int, tally: Tally) -> EpochEvent:
     else:  # a higher score is better: accuracy, or minus the loss (Keras's monitor="val_loss")
         score = -val_loss if run.cfg.monitor == "val_loss" else val_acc
     is_best = run.best.consider(score, val_loss, epoch, run.trainer.model)
-    elapsed = time.perf_counter() - run.t0
+    elapsed = run.clock() - run.t0
     row = {
         "epoch": epoch, "train_loss": tally.loss, "train_acc": tally.acc, "val_loss": val_loss, "val_acc": val_acc,
         "lr": run.trainer.lr, "images_per_s": tally.count / max(tally.seconds, 1e-9), "elapsed": elapsed,
@@ -373,6 +413,7 @@ def iter_training(
     cfg: TrainConfig,
     data: FashionMNIST | None = None,
     stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Iterator[Event]:
     """Train `cfg.arch` and yield progress events; the last event is always a DoneEvent.
 
@@ -380,8 +421,9 @@ def iter_training(
         cfg: the run's configuration (see fmnist.config: TrainConfig, PRESETS).
         data: the dataset; loaded from the default location when None.
         stop: set it from any thread to end the run within one batch, keeping the best weights.
+        clock: seconds, for elapsed times and the time budget (a fake clock in tests).
     """
-    run = _start(cfg, data or load_dataset())
+    run = _start(cfg, data or load_dataset(), clock)
     for epoch in range(1, cfg.epochs + 1):
         tally = yield from _train_epoch(run, epoch, stop)
         if tally.halt == "diverged" or (tally.halt and tally.count == 0 and run.best.state is not None):

@@ -1,13 +1,14 @@
 """Ray backend cases, run by tests/test_ray.py inside a private network namespace (loopback only).
 
 A real single-node Ray head is started on 127.0.0.1 with `ray start --head` on a free port and
-stopped afterwards, even on failure.
+stopped afterwards, even on failure. Its token is made for the test (see `head`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -34,7 +35,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def head():
+def head(tmp_path_factory):
+    """A token-mode head; its token is made here, in a temporary file that this process and the CLIs it
+    starts read through RAY_AUTH_TOKEN_PATH (nothing in ~/.ray is used or left behind)."""
+    token = tmp_path_factory.mktemp("ray") / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
     port = _free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
     t0 = time.monotonic()
@@ -48,6 +54,7 @@ def head():
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
 
 
 @pytest.fixture(scope="module")
