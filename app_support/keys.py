@@ -17,3 +17,4 @@ APPLIED_LINK = "applied_link"  # (page, query) of the lesson link last applied, 
 LINKED_MODEL = "linked_model"  # the ?model= value last applied to the picker
 SWEEP = "sweep_run"  # this session's app_support.sweeps.SweepRun (its latest sweep)
 SWEEP_COUNT = "sweep_count"  # sweeps started in this session (names their studies)
+DATASET_DOWNLOADED = "dataset_downloaded"  # where Home's download put the files, said once after its rerun

@@ -10,7 +10,7 @@ from typing import Literal
 import streamlit as st
 
 from app_support import keys
-from app_support.nav import MISCLASSIFIED, TRAIN
+from app_support.nav import HOME, MISCLASSIFIED, TRAIN
 from fmnist.checkpoints import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -20,7 +20,7 @@ from fmnist.checkpoints import (
     load_checkpoint,
     scan_cards,
 )
-from fmnist.data import DatasetError, FashionMNIST, load_dataset
+from fmnist.data import DatasetError, FashionMNIST, download, download_dir, find_data_dir, load_dataset
 from fmnist.evaluate import EvalResult, evaluate_test
 
 DEFAULT_MODEL = "quick"  # a fast, good model first: the classroom demo
@@ -65,13 +65,70 @@ def _dataset() -> FashionMNIST:
 
 
 def dataset() -> FashionMNIST:
-    """The dataset, loaded once per server; a missing dataset stops the page with instructions."""
+    """The dataset, loaded once per server; without it the page stops with one line and a link to Home."""
     try:
         return _dataset()
     except DatasetError as e:
-        st.error(f"**The Fashion-MNIST dataset is not available.**\n\n{e}")
+        _say_missing(e)
         st.stop()
         raise  # unreachable: st.stop() raises
+
+
+def dataset_present() -> bool:
+    """Are the four files where the data is looked for? (A cheap check: nothing is loaded.)"""
+    try:
+        find_data_dir()
+        return True
+    except DatasetError:
+        return False
+
+
+def require_dataset() -> None:
+    """Stop a page that trains (Train, Sweep) with one line and a link to Home when the dataset is missing."""
+    if not dataset_present():
+        _say_missing(None)
+        st.stop()
+
+
+def _say_missing(error: DatasetError | None) -> None:
+    if error is not None and dataset_present():  # the files are there but broken: say what is wrong
+        st.error(f"**The Fashion-MNIST dataset cannot be read.** {error}")
+        return
+    st.info("This page needs the Fashion-MNIST dataset, which is not on this server yet: one button on Home gets it.")
+    st.page_link(HOME.path, label="Home: get the dataset", icon=":material/download:")
+
+
+def offer_download() -> None:
+    """Home's download: one button, a progress bar, and where the files went (said again after the rerun)."""
+    done = st.session_state.pop(keys.DATASET_DOWNLOADED, None)
+    if done:
+        st.success(f"Fashion-MNIST is ready: the four files are in `{done}`.")
+    if dataset_present():
+        return
+    dest = download_dir()
+    st.warning(
+        "**The Fashion-MNIST dataset is not on this server yet.** Training, evaluating, the map and this "
+        "gallery need it; drawing, uploading and the camera on Predict work without it."
+    )
+    if not st.button(f"Download Fashion-MNIST (30 MB, checksummed) into {dest}", key="home_download", type="primary"):
+        return
+    bar = st.progress(0.0, text="Downloading Fashion-MNIST ...")
+    shown = [-1]
+
+    def progress(frac: float, name: str) -> None:
+        if int(frac * 100) != shown[0]:  # one update per percent, not per chunk
+            shown[0] = int(frac * 100)
+            bar.progress(frac, text=f"Downloading {name} ... {frac:.0%}")
+
+    try:
+        path = download(dest, progress=progress)
+        load_dataset(path)  # parsed and verified before it is called ready
+    except DatasetError as e:
+        bar.empty()
+        st.error(f"The download failed: {e}")
+        return
+    st.session_state[keys.DATASET_DOWNLOADED] = str(path.resolve())
+    st.rerun()
 
 
 @st.cache_resource(max_entries=24, show_spinner="Loading model ...")

@@ -8,7 +8,6 @@ either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+from filelock import FileLock
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
@@ -40,7 +40,7 @@ MAX_BYTES = 128 * 2**20  # refuse absurd files before reading them (models.MAX_P
 MAX_HEADER_BYTES = 8 * 2**20  # the safetensors header: the tensor index plus the card
 MAX_CARD_BYTES = 2 * 2**20
 MAX_CARD_DEPTH = 32  # a real card nests 5 deep; 100k-deep JSON would exhaust the recursion limit
-LOCK_NAME = ".fmnist.lock"  # every save into a folder holds this lock (fcntl) while it writes
+LOCK_NAME = ".fmnist.lock"  # every save into a folder holds this lock (filelock: flock, or msvcrt on Windows)
 
 # The shipped checkpoints, in table order, and the CLI arguments that made each one:
 # `python scripts/train_zoo.py` runs them, docs/RESULTS.md and tests/test_shipped.py read them.
@@ -263,14 +263,9 @@ def _publish(tmp: str, path: Path, overwrite: bool) -> None:
         os.replace(tmp, path)
 
 
-@contextmanager
-def _folder_lock(directory: Path) -> Iterator[None]:
-    with open(directory / LOCK_NAME, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+def _folder_lock(directory: Path) -> FileLock:
+    """The folder's save lock, between threads and processes alike (a fresh object: not shared, not reentrant)."""
+    return FileLock(directory / LOCK_NAME, thread_local=False, is_singleton=False)
 
 
 def _remove_stale_temps(directory: Path) -> None:

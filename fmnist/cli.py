@@ -398,7 +398,7 @@ def cmd_download(a: argparse.Namespace) -> int:
     from .data import download
 
     path = download(a.dest)
-    ds = load_dataset(path)
+    ds = load_dataset(path)  # parsed and verified, not just fetched
     emit_json({"root": str(path), "verified": ds.verified}) if a.json else print(
         f"Fashion-MNIST ready in {path} (verified: {ds.verified})"
     )
@@ -462,8 +462,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--batches", type=positive_int, default=40, help="batches per timed round")
     b.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds per side")
 
-    d = add("download", cmd_download, "download the dataset (checksummed) into ./data; needs internet")
-    d.add_argument("--dest", default="data")
+    d = add(
+        "download", cmd_download, "download the dataset (checksummed) into $FMNIST_DATA_DIR or ./data; needs internet"
+    )
+    d.add_argument("--dest", default=None, help="folder for the four files (default: $FMNIST_DATA_DIR, else ./data)")
     return p
 
 

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,28 +31,32 @@ CLASSES: tuple[str, ...] = (
     "Ankle boot",
 )
 NUM_CLASSES = len(CLASSES)
+N_TRAIN, N_TEST = 60_000, 10_000
 IMAGE_SIZE = 28
 # Mean and std of the 60k training pixels scaled to [0, 1] (computed by `dataset_stats`).
 MEAN = 0.2860
 STD = 0.3530
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-LOCAL_DIR = Path("data")
+LOCAL_DIR = Path(__file__).resolve().parents[1] / "data"  # the checkout's ./data, wherever the app is started from
 MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+MIRROR_ENV = (
+    "FMNIST_DATA_MIRROR"  # another base URL serving the four files (a school's proxy; a test's loopback server)
+)
 
 # split -> (images file, labels file, expected count)
 FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60_000),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10_000),
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", N_TRAIN),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", N_TEST),
 }
-# md5 of the official gz files (what the mirror serves) ...
-GZ_MD5 = {
-    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+GZ_BYTES = {  # the official gz files' sizes, for a download's progress bar (a mirror's may differ a little)
+    "train-images-idx3-ubyte.gz": 26_421_880,
+    "train-labels-idx1-ubyte.gz": 29_515,
+    "t10k-images-idx3-ubyte.gz": 4_422_102,
+    "t10k-labels-idx1-ubyte.gz": 5_148,
 }
-# ... and sha256 of their decompressed content, which does not depend on who gzipped them.
+# sha256 of the four files' decompressed content: it does not depend on who gzipped them (Debian's
+# package and the official mirror differ in their gzip headers), so it checks a download from any mirror.
 RAW_SHA256 = {
     "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
     "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
@@ -61,7 +66,7 @@ RAW_SHA256 = {
 
 HOW_TO_GET = (
     "Get the dataset with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), "
-    "or `python -m fmnist download` (checksummed download into ./data), "
+    "or `python -m fmnist download` (checksummed download into ./data; in the app: the button on Home), "
     "or point $FMNIST_DATA_DIR at a folder holding the four original .gz files."
 )
 
@@ -221,12 +226,80 @@ def dataset_stats(ds: FashionMNIST) -> tuple[float, float]:
     return x.mean().item(), x.std().item()
 
 
-def download(dest: str | os.PathLike = LOCAL_DIR) -> Path:
-    """Download the four official files into `dest`, checking each md5. Needs internet."""
-    from torchvision.datasets.utils import download_url  # checksummed, retries
+def mirror_url() -> str:
+    """The base URL the dataset is downloaded from: $FMNIST_DATA_MIRROR, else the official mirror."""
+    url = os.environ.get(MIRROR_ENV) or MIRROR
+    return url if url.endswith("/") else url + "/"
 
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    for name, md5 in GZ_MD5.items():
-        download_url(MIRROR + name, str(dest), filename=name, md5=md5)
+
+def download_dir() -> Path:
+    """Where a download goes: $FMNIST_DATA_DIR when set (where the data is looked for first), else ./data."""
+    return Path(os.environ["FMNIST_DATA_DIR"]) if os.environ.get("FMNIST_DATA_DIR") else LOCAL_DIR
+
+
+def _content_sha256(path: Path) -> str | None:
+    """sha256 of a gz file's decompressed content; None when it is not a readable gzip file."""
+    try:
+        return hashlib.sha256(_read_gz(path)).hexdigest()
+    except DatasetError:
+        return None
+
+
+def download(
+    dest: str | os.PathLike | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    timeout_s: float = 30.0,
+) -> Path:
+    """Download the four files into `dest` (default `download_dir()`), checking each one's content sha256.
+
+    A file already there with the right content is kept; a file is written under a temporary name
+    and renamed only once its content matches, so a failed or interrupted download leaves nothing
+    half-done.
+    Two downloads into one folder (two tabs pressing the button) take turns, and the second finds
+    the files there. Needs internet, or $FMNIST_DATA_MIRROR.
+
+    Args:
+        progress: called with (fraction of all bytes done, file name) as the bytes arrive.
+
+    Raises:
+        DatasetError: the mirror cannot be reached, or sent something else; the message says which.
+    """
+    import urllib.error
+    import urllib.request
+
+    from filelock import FileLock
+
+    dest = Path(dest) if dest is not None else download_dir()
+    base, total, done = mirror_url(), sum(GZ_BYTES.values()), 0
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatasetError(f"cannot create {dest} for the dataset: {e.strerror or e}") from None
+    with FileLock(dest / ".download.lock", thread_local=False):
+        for name, sha in RAW_SHA256.items():
+            target, url = dest / name, base + name
+            if not (target.is_file() and _content_sha256(target) == sha):
+                tmp = dest / f".{name}.{os.getpid()}.part"
+                try:
+                    with urllib.request.urlopen(url, timeout=timeout_s) as r, open(tmp, "wb") as f:
+                        size = int(r.headers.get("Content-Length") or 0) or GZ_BYTES[name]
+                        while chunk := r.read(1 << 16):
+                            f.write(chunk)
+                            if progress:
+                                progress((done + GZ_BYTES[name] * min(f.tell() / size, 1.0)) / total, name)
+                    if _content_sha256(tmp) != sha:
+                        raise DatasetError(
+                            f"{url} is not Fashion-MNIST's {name} (its content differs); nothing was kept"
+                        )
+                    os.replace(tmp, target)
+                except urllib.error.HTTPError as e:
+                    raise DatasetError(f"cannot download {url}: the server answered {e.code} {e.reason}") from None
+                except (urllib.error.URLError, OSError) as e:
+                    reason = getattr(e, "reason", None) or e.strerror or e
+                    raise DatasetError(f"cannot download {url}: {reason}. Is this machine online?") from None
+                finally:
+                    tmp.unlink(missing_ok=True)
+            done += GZ_BYTES[name]
+            if progress:
+                progress(done / total, name)
     return dest

@@ -615,3 +615,69 @@ def test_a_lesson_link_applies_once_then_the_student_is_free(ckpt_dir):
     at.number_input(key="tr_student_epochs").set_value(5).run()  # the student changes it; the URL still says 30
     at.run()
     assert at.session_state["tr_student_epochs"] == 5
+
+
+# ---------------------------------------------------------------- no dataset yet (a pip-only install)
+
+
+@pytest.fixture
+def no_dataset(ds, ckpt_dir, tmp_path, monkeypatch):  # ds: loaded before it is hidden, for uploads
+    """No Fashion-MNIST anywhere the app looks; downloads go to an empty folder, from a loopback mirror."""
+    from app_support.state import _dataset
+    from fmnist import data
+    from mirror import LoopbackMirror
+
+    with LoopbackMirror() as mirror:  # serves the real files, read before they are hidden
+        monkeypatch.setattr(data, "SYSTEM_DIR", tmp_path / "no-system-copy")
+        monkeypatch.setattr(data, "LOCAL_DIR", tmp_path / "no-local-copy")
+        monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("FMNIST_DATA_MIRROR", mirror.url)
+        _dataset.clear()
+        yield mirror
+    _dataset.clear()  # the next test loads the real dataset again
+
+
+def test_home_gets_the_dataset_with_one_button(no_dataset, tmp_path):
+    at = app()
+    assert not at.exception
+    assert any("not on this server yet" in w.value for w in at.warning)
+    assert not at.get("plotly_chart") and at.dataframe  # no gallery yet; the model zoo is there
+    assert no_dataset.requests == {}  # nothing is fetched until the button is pressed
+    at.button(key="home_download").click().run()
+    assert not at.exception
+    assert sum(no_dataset.requests.values()) == 4
+    assert any(str(tmp_path / "data") in s.value and "ready" in s.value for s in at.success), [*at.success]
+    assert not at.warning and len(at.get("plotly_chart")) == 2  # the gallery and the balance are back
+    assert len(list((tmp_path / "data").glob("*.gz"))) == 4
+    at.run()
+    assert not at.success  # "ready" is said once
+
+
+def test_a_failed_download_says_why_and_keeps_the_button(no_dataset, tmp_path):
+    no_dataset.files.pop("t10k-images-idx3-ubyte.gz")
+    at = app()
+    at.button(key="home_download").click().run()
+    assert not at.exception
+    assert any("download failed" in e.value and "404" in e.value for e in at.error), [*at.error]
+    assert at.button(key="home_download") and not list((tmp_path / "data").glob(".*.part"))
+
+
+def test_without_the_dataset_predict_classifies_and_the_other_pages_point_home(no_dataset, ds):
+    from app_support.nav import MAP, SWEEP
+
+    at = app()
+    for page in (TRAIN, EVALUATE, MISCLASSIFIED, MAP, SWEEP):
+        goto(at, page)
+        assert not at.exception, page
+        assert "needs the Fashion-MNIST dataset" in text(at), page
+        assert "Home: get the dataset" in [link.proto.label for link in at.get("page_link")], page
+    goto(at, PREDICT)
+    assert not at.exception and "needs the Fashion-MNIST dataset" not in text(at)
+    at.radio(key="pr_source").set_value("Upload an image").run()
+    at.file_uploader(key="pr_upload").upload("trouser.png", _png_of_test_image(ds, 2), "image/png")
+    at.run()
+    assert not at.exception
+    assert "Trouser" in [m.value for m in at.markdown if m.value.startswith("###")][0]
+    at.radio(key="pr_source").set_value("Test sample").run()
+    assert not at.exception and "needs the Fashion-MNIST dataset" in text(at)
+    assert no_dataset.requests == {}

@@ -7,7 +7,7 @@ import streamlit as st
 from app_support.links import LESSONS
 from app_support.nav import PAGES
 from app_support.plots import balance_fig, gallery_fig
-from app_support.state import available_models, dataset
+from app_support.state import available_models, dataset, dataset_present, offer_download
 from fmnist.checkpoints import card_test_accuracy
 from fmnist.data import CLASSES
 from fmnist.models import get_spec, list_models, param_count
@@ -20,16 +20,19 @@ st.markdown(
     "learn, **evaluate** where it goes wrong, **draw** your own clothes for it to classify, and "
     "browse its **mistakes**."
 )
-ds = dataset()
+offer_download()  # only while the dataset is missing: one button gets it
+ds = dataset() if dataset_present() else None
 
-st.header("Ten classes")
-per_class = st.slider("Samples per class", 4, 16, 10, key="home_per_class")
-if st.button("Reshuffle", icon=":material/shuffle:", key="home_shuffle"):
-    st.session_state["home_seed"] = st.session_state.get("home_seed", 0) + 1
-rng = np.random.default_rng(st.session_state.get("home_seed", 0))
-labels = ds.train_labels.numpy()
-idx = np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(len(CLASSES))])
-st.plotly_chart(gallery_fig(ds.train_images.numpy()[idx], per_class), key="home_gallery")
+if ds is not None:
+    st.header("Ten classes")
+    per_class = st.slider("Samples per class", 4, 16, 10, key="home_per_class")
+    if st.button("Reshuffle", icon=":material/shuffle:", key="home_shuffle"):
+        st.session_state["home_seed"] = st.session_state.get("home_seed", 0) + 1
+    rng = np.random.default_rng(st.session_state.get("home_seed", 0))
+    labels = ds.train_labels.numpy()
+    picks = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(len(CLASSES))]
+    idx = np.concatenate(picks)
+    st.plotly_chart(gallery_fig(ds.train_images.numpy()[idx], per_class), key="home_gallery")
 
 st.header("Lessons: one link each")
 st.caption("Each link opens a page with its settings ready. Send it to the class, or open it here.")
@@ -38,12 +41,13 @@ for title, page, params, notice in LESSONS:
     st.page_link(spec.path, label=title, icon=spec.icon, query_params=params)
     st.caption(notice)
 
-st.header("Class balance")
-st.caption("Every class has exactly the same number of images, so accuracy is a fair summary.")
-st.plotly_chart(
-    balance_fig(np.bincount(labels, minlength=10), np.bincount(ds.test_labels.numpy(), minlength=10)),
-    key="home_balance",
-)
+if ds is not None:
+    st.header("Class balance")
+    st.caption("Every class has exactly the same number of images, so accuracy is a fair summary.")
+    st.plotly_chart(
+        balance_fig(np.bincount(labels, minlength=10), np.bincount(ds.test_labels.numpy(), minlength=10)),
+        key="home_balance",
+    )
 
 st.header("The model zoo")
 

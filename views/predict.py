@@ -14,7 +14,7 @@ from app_support.links import apply_predict_link, say_ignored
 from app_support.plots import pixel_img, prob_bars_html, step_tiles
 from app_support.state import ModelEntry, dataset, require_model
 from fmnist.checkpoints import Checkpoint
-from fmnist.data import CLASSES
+from fmnist.data import CLASSES, N_TEST
 from fmnist.preprocess import CANVAS_MAX_PIXELS, EXTENSIONS, FORMAT_NAMES, BlankImageError, ImageError, Preprocessed
 
 
@@ -88,8 +88,7 @@ def draw(entry: ModelEntry, ckpt: Checkpoint) -> None:
 
 st.title("Predict")
 entry, ckpt = require_model()
-ds = dataset()
-say_ignored(apply_predict_link(len(ds.test_labels)))
+say_ignored(apply_predict_link(N_TEST))  # drawing, uploads and the camera need no dataset
 source = st.radio("Input", ["Draw", "Upload an image", "Camera", "Test sample"], horizontal=True, key="pr_source")
 
 if source == "Draw":
@@ -111,6 +110,7 @@ elif source in ("Upload an image", "Camera"):
         else:
             show_answer(entry, ckpt, pre.image, None, pre)
 else:
+    ds = dataset()  # a test sample does: without it, one line and a link to Home
     c1, c2 = st.columns([3, 1])
     if c2.button("Random sample", icon=":material/casino:", key="pr_random"):
         st.session_state["pr_index"] = int(np.random.default_rng().integers(len(ds.test_labels)))

@@ -4,12 +4,13 @@ import pandas as pd
 import streamlit as st
 
 from app_support.nav import EVALUATE
-from app_support.state import ModelRef, select_model
+from app_support.state import ModelRef, require_dataset, select_model
 from app_support.sweeps import current_sweep, optuna_figures, start_sweep
 from fmnist.config import trainable_models
 from fmnist.sweep import SweepError, load_summary, parse_param
 
 st.title("Sweep: which settings work best?")
+require_dataset()
 st.caption(
     "A sweep trains the same network many times with different settings, chosen by Optuna: after a few "
     "random tries it proposes settings near the best ones so far. A trial that is clearly worse than the "

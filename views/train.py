@@ -6,6 +6,7 @@ from app_support import keys
 from app_support.links import apply_train_link, copy_link, say_ignored, train_params
 from app_support.nav import TRAIN
 from app_support.plots import curves_fig
+from app_support.state import require_dataset
 from app_support.training import (
     config_form,
     current_run,
@@ -20,6 +21,7 @@ from fmnist.checkpoints import CheckpointError
 from fmnist.jobs import format_wait
 
 st.title("Train a network")
+require_dataset()
 st.caption(
     "Your run trains in a worker process on the server, for your browser session only: switch pages and "
     "come back, the curves will still be here. When the class trains at once, runs wait in a queue. "
