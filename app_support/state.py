@@ -121,8 +121,7 @@ def offer_download() -> None:
             bar.progress(frac, text=f"Downloading {name} ... {frac:.0%}")
 
     try:
-        path = download(dest, progress=progress)
-        load_dataset(path)  # parsed and verified before it is called ready
+        path = download(dest, progress=progress)  # each file checked by its content's sha256
     except DatasetError as e:
         bar.empty()
         st.error(f"The download failed: {e}")

@@ -681,3 +681,17 @@ def test_without_the_dataset_predict_classifies_and_the_other_pages_point_home(n
     at.radio(key="pr_source").set_value("Test sample").run()
     assert not at.exception and "needs the Fashion-MNIST dataset" in text(at)
     assert no_dataset.requests == {}
+
+
+def test_broken_dataset_files_are_named_not_offered_again(no_dataset, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):  # fmt: skip
+        (data_dir / name).write_bytes(b"not gzip")
+    at = app()
+    assert not at.exception
+    assert any("cannot be read" in e.value and "not a gzip file" in e.value for e in at.error), [*at.error]
+    assert "home_download" not in [b.key for b in at.button]  # the files are there: no download offer
+    goto(at, EVALUATE)
+    assert not at.exception and any("cannot be read" in e.value for e in at.error)
