@@ -9,6 +9,7 @@ either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -472,7 +473,7 @@ def build_card(result: Any, test: dict[str, Any] | None = None, command: str | N
         "seed": cfg.seed,
         "history": result.history,
         "best_epoch": result.best_epoch,
-        "metrics": {"val": {"accuracy": result.val_acc, "loss": result.val_loss}, "test": test or {}},
+        "metrics": {"val": val_metrics(result.val_acc, result.val_loss), "test": test or {}},
         "train_time_s": round(result.train_time_s, 2),
         "device": result.device,
         "precision": result.precision,
@@ -481,6 +482,13 @@ def build_card(result: Any, test: dict[str, Any] | None = None, command: str | N
         "versions": versions(),
         "machine": machine(),  # what train_time_s was measured on: CPU model and flags, cores, GPU
     }
+
+
+def val_metrics(acc: float, loss: float) -> dict[str, Any]:
+    """A card's validation metrics, naming their split: {"split": "none"} when the run had none."""
+    if math.isnan(acc):
+        return {"split": "none"}
+    return {"split": "validation", "accuracy": float(acc), "loss": float(loss)}
 
 
 def card_test_accuracy(card: dict[str, Any]) -> float | None:
@@ -539,7 +547,7 @@ def make_ensemble(
     card = {
         "arch": "ensemble", "kwargs": {"members": model.member_specs, "vote": vote},
         "members": [{"name": m.name, "arch": m.card["arch"], "test_accuracy": card_test_accuracy(m.card)} for m in members],
-        "metrics": {"test": ev.card_metrics(), "val": {}},
+        "metrics": {"test": ev.card_metrics(), "val": {"split": "none"}},  # an ensemble is not validated itself
         "train_time_s": sum(m.card.get("train_time_s", 0) for m in members),
         "data_checksum": load_dataset().checksum,
         "command": command, "history": [], "config": {"tta_flip": False, "arch": "ensemble"},

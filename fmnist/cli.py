@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import shlex
 import sys
 import time
@@ -134,12 +135,20 @@ class Progress:
             )  # fmt: skip
         elif isinstance(ev, EpochEvent):
             star = " *" if ev.is_best else ""
+            val = (
+                "no validation split" if math.isnan(ev.val_acc) else f"val loss {ev.val_loss:.4f} acc {ev.val_acc:.4f}"
+            )
             print(
                 f"\repoch {ev.epoch:>3}/{ev.epochs}  train loss {ev.train_loss:.4f} acc {ev.train_acc:.4f}  "
-                f"val loss {ev.val_loss:.4f} acc {ev.val_acc:.4f}  lr {ev.lr:.2e}  "
+                f"{val}  lr {ev.lr:.2e}  "
                 f"{ev.images_per_s:,.0f} img/s  {ev.elapsed:.1f}s{star}",
                 file=sys.stderr, flush=True,
             )  # fmt: skip
+
+
+def _finite(x: float) -> float | None:
+    """None for NaN (no validation split): JSON has no NaN."""
+    return None if math.isnan(x) else x
 
 
 def default_out(base: str) -> Path:
@@ -258,7 +267,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     summary: dict[str, Any] = {
         "status": result.status, "message": result.message, "arch": cfg.arch, "preset": a.preset,
         "train_time_s": round(result.train_time_s, 2), "wall_time_s": round(wall, 2),
-        "best_epoch": result.best_epoch, "val_accuracy": result.val_acc, "params": result.params,
+        "best_epoch": result.best_epoch, "val_accuracy": _finite(result.val_acc), "params": result.params,
         "device": result.device, "precision": result.precision,
     }  # fmt: skip
     if result.model is None:  # diverged: nothing is saved

@@ -166,7 +166,11 @@ def check_spec(spec: SweepSpec) -> None:
         raise SweepError(f"{', '.join(sorted(fixed_searched))} is both fixed and searched")
     for p in spec.params:  # the corners of every range must make a valid config
         for v in p.choices or (p.low, p.high):
-            spec.config({p.name: v})
+            if not spec.config({p.name: v}).val_fraction:
+                raise SweepError(
+                    "a sweep compares trials on a validation split, and this one has none: "
+                    "set val_fraction (e.g. 0.1); the test set is never used to choose"
+                )
 
 
 def _optuna() -> Any:
@@ -323,7 +327,8 @@ def _save_best(spec: SweepSpec, study: Any, trial: Any, result: Any) -> str | No
 def _record(t: Any) -> dict[str, Any]:
     value = None if t.value is None or not math.isfinite(t.value) else t.value
     return {"number": t.number, "params": t.params, "state": t.state.name.lower(), "value": value,
-            "epochs": len(t.intermediate_values), "error": t.user_attrs.get("error")}  # fmt: skip
+            "epochs": len(t.intermediate_values), "error": t.user_attrs.get("error"),
+            "intermediate": {int(k): v for k, v in sorted(t.intermediate_values.items())}}  # fmt: skip
 
 
 def summary(study: Any, checkpoint: str | None = None) -> dict[str, Any]:

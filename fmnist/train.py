@@ -72,8 +72,8 @@ class TrainResult:
     model: nn.Module | None  # None when diverged: nothing broken is handed out
     history: list[dict[str, float]]
     best_epoch: int
-    val_acc: float
-    val_loss: float
+    val_acc: float  # the best epoch's validation accuracy (NaN without a validation split)
+    val_loss: float  # and its validation loss (NaN without a split)
     train_time_s: float
     params: int
     data_checksum: str
@@ -136,6 +136,11 @@ def schedule_at(cfg: TrainConfig, pos: float, total_steps: int) -> tuple[float, 
     if cfg.schedule == "cosine":  # CosineAnnealingLR's closed form over the run's steps (eta_min 0)
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * pos / total_steps)), None
     return cfg.lr, None
+
+
+def describe_val(acc: float) -> str:
+    """'val acc 91.23%', or 'no validation split': never another split's accuracy under that name."""
+    return "no validation split" if math.isnan(acc) else f"val acc {acc:.2%}"
 
 
 def healthy(loss: float) -> bool:
@@ -231,18 +236,24 @@ def split_indices(cfg: TrainConfig, labels: torch.Tensor) -> tuple[torch.Tensor,
 
 @dataclass
 class Best:
-    """The best validation epoch so far, with a copy of its weights."""
+    """The best epoch so far by its score (what `monitor` watches), with a copy of its weights.
 
-    score: float = -1.0
+    `score` is only for comparing epochs (minus the loss under monitor="val_loss"; the training
+    accuracy without a validation split); `acc` and `loss` are that epoch's validation accuracy
+    and loss, NaN without a validation split.
+    """
+
+    score: float = -math.inf
     loss: float = math.inf
     epoch: int = 0
     state: dict[str, torch.Tensor] | None = None
+    acc: float = math.nan
 
-    def consider(self, score: float, loss: float, epoch: int, model: nn.Module) -> bool:
+    def consider(self, score: float, loss: float, epoch: int, model: nn.Module, acc: float = math.nan) -> bool:
         """Keep `model`'s weights if this epoch is the best so far (ties: lower loss wins)."""
         if not (score > self.score or (score == self.score and loss < self.loss)):
             return False
-        self.score, self.loss, self.epoch = score, loss, epoch
+        self.score, self.loss, self.epoch, self.acc = score, loss, epoch, acc
         self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # a copy: training goes on
         return True
 
@@ -364,7 +375,7 @@ def _end_epoch(run: _Run, epoch: int, tally: Tally) -> EpochEvent:
         score = tally.acc
     else:  # a higher score is better: accuracy, or minus the loss (Keras's monitor="val_loss")
         score = -val_loss if run.cfg.monitor == "val_loss" else val_acc
-    is_best = run.best.consider(score, val_loss, epoch, run.trainer.model)
+    is_best = run.best.consider(score, val_loss, epoch, run.trainer.model, acc=val_acc)
     elapsed = run.clock() - run.t0
     row = {
         "epoch": epoch, "train_loss": tally.loss, "train_acc": tally.acc, "val_loss": val_loss, "val_acc": val_acc,
@@ -399,11 +410,11 @@ def _finish(run: _Run, status: Status, message: str) -> DoneEvent:
     if status != "diverged":
         if run.cfg.restore_best and best.state is not None:
             tr.model.load_state_dict(best.state)
-            message += f" Restored the best weights (epoch {best.epoch}, val acc {best.score:.2%})."
+            message += f" Restored the best weights (epoch {best.epoch}, {describe_val(best.acc)})."
         model = tr.model.eval()
     result = TrainResult(
         status=status, message=message, config=run.cfg, model=model, history=run.history, best_epoch=best.epoch,
-        val_acc=best.score, val_loss=best.loss, train_time_s=run.train_time, params=count_params(tr.model),
+        val_acc=best.acc, val_loss=best.loss, train_time_s=run.train_time, params=count_params(tr.model),
         data_checksum=run.data.checksum, device=str(tr.device), precision=tr.precision,
     )  # fmt: skip
     return DoneEvent(status=status, message=message, result=result)

@@ -43,3 +43,19 @@ def test_quick_preset_learns_in_two_short_epochs(ds):
     """The classroom recipe itself (not the shipped file): well above chance on a small subset."""
     res = train(preset_config("quick", epochs=2, subset=6000, precision="fp32"), ds)
     assert res.status == "finished" and res.val_acc > 0.8
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_every_card_metric_names_its_split_and_lies_in_its_range(path):
+    """No card may call a negated loss or a training accuracy its validation accuracy (issue 21)."""
+    card = read_card(path)
+    val, test = card["metrics"]["val"], card["metrics"]["test"]
+    assert 0.1 < test["accuracy"] <= 1 and test["loss"] >= 0  # the 10,000 test images
+    if val["split"] == "none":  # no validation split (mlp's report trains on all 60k; an ensemble is not trained)
+        assert set(val) == {"split"}
+        assert card.get("config", {}).get("val_fraction", 0) == 0 or "members" in card
+        return
+    assert val["split"] == "validation" and card["config"]["val_fraction"] > 0
+    assert 0.1 < val["accuracy"] <= 1 and 0 <= val["loss"] < 10
+    row = card["history"][card["best_epoch"] - 1]  # the best epoch's own validation figures
+    assert row["epoch"] == card["best_epoch"] and (row["val_acc"], row["val_loss"]) == (val["accuracy"], val["loss"])

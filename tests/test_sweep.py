@@ -1,6 +1,7 @@
 """Hyperparameter sweeps (fmnist.sweep, `python -m fmnist sweep`): parsing, pruning, storage, resume."""
 
 import json
+import statistics
 import subprocess
 import sys
 
@@ -52,12 +53,17 @@ def test_bad_params_are_one_clear_line(text, message):
 
 def test_spec_checks():
     lr = parse_param("lr=1e-3:1e-1:log")
+    with pytest.raises(SweepError, match="validation split, and this one has none: set val_fraction"):
+        check_spec(SweepSpec("s", [lr], fixed={"arch": "mlp"}))  # report 002's recipe trains on all 60k
+    with pytest.raises(SweepError, match="has none"):  # a searched value without a split is refused too
+        check_spec(SweepSpec("s", [parse_param("val_fraction=0,0.1")], fixed={"arch": "cnn2"}))
+    check_spec(SweepSpec("s", [lr], fixed={"arch": "mlp", "val_fraction": 0.1}))
     with pytest.raises(SweepError, match="nothing to search"):
         check_spec(SweepSpec("s", []))
     with pytest.raises(SweepError, match="both fixed and searched"):
-        check_spec(SweepSpec("s", [lr], fixed={"arch": "mlp", "lr": 0.01}))
+        check_spec(SweepSpec("s", [lr], fixed={"arch": "cnn2", "lr": 0.01}))
     with pytest.raises(SweepError, match="invalid"):  # a trial of this range could not be configured
-        check_spec(SweepSpec("s", [parse_param("patience=1:3")], fixed={"arch": "mlp", "epochs": 1, "subset": 5}))
+        check_spec(SweepSpec("s", [parse_param("patience=1:3")], fixed={"arch": "cnn2", "epochs": 1, "subset": 5}))
 
 
 def _sweep(capsys, *args):
@@ -65,14 +71,14 @@ def _sweep(capsys, *args):
     return code, json.loads(capsys.readouterr().out)
 
 
-TINY = ["--arch", "mlp", "--epochs", "2", "--subset", "2000", "--precision", "fp32"]
+TINY = ["--arch", "mlp", "--val-fraction", "0.1", "--epochs", "2", "--subset", "2000", "--precision", "fp32"]
 
 
 def test_a_sweep_prunes_stores_resumes_and_saves_its_best(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
     out = tmp_path / "best"
     # 8 epochs on 10,000 images: long enough that a pruned trial's run is stopped well before its end
-    common = ["--arch", "mlp", "--epochs", "8", "--subset", "10000", "--precision", "fp32", "--param", "lr=1e-5:1e-1:log", "--param", "batch_size=32,64,128", "--study", "tiny",
+    common = ["--arch", "mlp", "--val-fraction", "0.1", "--epochs", "8", "--subset", "10000", "--precision", "fp32", "--param", "lr=1e-5:1e-1:log", "--param", "batch_size=32,64,128", "--study", "tiny",
               "--storage", storage, "--out", str(out)]  # fmt: skip
     code, res = _sweep(capsys, *common, "--trials", "6")
     assert code == 0 and res["study"] == "tiny" and res["arch"] == "mlp"
@@ -81,12 +87,23 @@ def test_a_sweep_prunes_stores_resumes_and_saves_its_best(tmp_path, capsys):
     assert "pruned" in states and states.count("complete") >= 2, states  # the median pruner stopped a poor trial
     pruned = [t for t in res["trials"] if t["state"] == "pruned"]
     assert all(t["epochs"] < 8 for t in pruned), pruned  # ... and its run really ended early
+    # ... because it was below the median: trials run one at a time here, so the median pruner compared a
+    # pruned trial's best value so far with the completed trials before it, at the step where it stopped
+    assert all(v == v for t in res["trials"] for v in t["intermediate"].values())  # real values, no NaN
+    for p in pruned:
+        step = max(int(s) for s in p["intermediate"])
+        before = [t["intermediate"][str(step)] for t in res["trials"]
+                  if t["state"] == "complete" and t["number"] < p["number"] and str(step) in t["intermediate"]]  # fmt: skip
+        assert len(before) >= 2, (p, before)  # n_startup_trials=2
+        assert max(v for s, v in p["intermediate"].items() if int(s) <= step) < statistics.median(before), (p, before)
     assert all(t["epochs"] == 8 for t in res["trials"] if t["state"] == "complete")
     best = res["best"]
     assert best["value"] == max(t["value"] for t in res["trials"] if t["state"] == "complete")
     card = load_checkpoint(res["checkpoint"]).card
     assert card["sweep"]["study"] == "tiny" and card["sweep"]["trial"] == best["number"]
     assert card["sweep"]["params"] == best["params"] and card["metrics"]["val"]["accuracy"] == best["value"]
+    best_row = card["history"][card["best_epoch"] - 1]  # the value is the run's own best-epoch validation accuracy
+    assert best_row["epoch"] == card["best_epoch"] and best_row["val_acc"] == best["value"] and 0.5 < best["value"] < 1
 
     assert main(["sweep", *common, "--trials", "1"]) == 2  # the same study again, without --resume
     assert "exists; pass --resume" in capsys.readouterr().err

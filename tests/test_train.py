@@ -258,3 +258,29 @@ def test_an_unreached_time_budget_changes_nothing(ds):
                           time_budget=3600), ds)  # fmt: skip
     assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
     assert b.message.startswith("Finished 2 epochs")
+
+
+def test_val_metrics_are_the_best_epochs_real_validation_figures(ds):
+    """Under monitor="val_loss" the best epoch is picked by loss, but what is reported is its accuracy."""
+    from fmnist.checkpoints import build_card
+
+    cfg = TrainConfig(arch="logreg", epochs=3, subset=1000, precision="fp32", device="cpu", monitor="val_loss", seed=0)
+    res = train(cfg, ds)
+    row = res.history[res.best_epoch - 1]
+    assert row["epoch"] == res.best_epoch and res.val_acc == row["val_acc"] and res.val_loss == row["val_loss"]
+    assert 0.3 < res.val_acc <= 1 and res.message.endswith(f"val acc {row['val_acc']:.2%}).")
+    assert build_card(res)["metrics"]["val"] == {
+        "split": "validation",
+        "accuracy": row["val_acc"],
+        "loss": row["val_loss"],
+    }
+
+
+def test_without_a_validation_split_nothing_is_called_validation_accuracy(ds):
+    from fmnist.checkpoints import build_card
+
+    cfg = TrainConfig(arch="logreg", epochs=2, subset=1000, precision="fp32", device="cpu", val_fraction=0.0)
+    res = train(cfg, ds)
+    assert math.isnan(res.val_acc) and math.isnan(res.val_loss) and res.best_epoch >= 1
+    assert "no validation split" in res.message and "val acc" not in res.message
+    assert build_card(res)["metrics"]["val"] == {"split": "none"}

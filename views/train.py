@@ -1,5 +1,7 @@
 """Train: pick a preset or your own hyperparameters and watch the network learn, live."""
 
+import math
+
 import streamlit as st
 
 from app_support import keys
@@ -19,6 +21,7 @@ from app_support.training import (
 )
 from fmnist.checkpoints import CheckpointError
 from fmnist.jobs import format_wait
+from fmnist.train import describe_val
 
 st.title("Train a network")
 require_dataset()
@@ -93,8 +96,9 @@ def _live_view() -> None:
         m = st.columns(4)
         m[0].metric("Epoch", f"{e.epoch}/{e.epochs}")
         m[1].metric("Train accuracy", f"{e.train_acc:.2%}")
-        m[2].metric("Validation accuracy", f"{e.val_acc:.2%}")
-        m[3].metric("Validation loss", f"{e.val_loss:.4f}")
+        no_split = math.isnan(e.val_acc)
+        m[2].metric("Validation accuracy", "no validation split" if no_split else f"{e.val_acc:.2%}")
+        m[3].metric("Validation loss", "–" if no_split else f"{e.val_loss:.4f}")
     if snap.state != "queued" and not snap.pending:
         history = [vars(e) for e in snap.epochs]
         st.plotly_chart(curves_fig(history, snap.batches, run.config.epochs), key="tr_curves")
@@ -138,7 +142,7 @@ def outcome(snap) -> None:
             mime="application/octet-stream", key="tr_download", icon=":material/download:",
         )  # fmt: skip
         st.caption(
-            f"Validation accuracy {res.val_acc:.2%} (best epoch {res.best_epoch}), training time {res.train_time_s:.0f}s "
+            f"Best epoch {res.best_epoch}: {describe_val(res.val_acc)}. Training time {res.train_time_s:.0f}s "
             f"({res.device}, {res.precision})."
         )
 
