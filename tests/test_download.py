@@ -92,3 +92,47 @@ def test_cli_download_one_line_either_way(mirror, tmp_path):
                        env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "cannot download" in r.stderr
+
+
+def test_each_files_progress_reaches_its_own_end(mirror, tmp_path):
+    """Within a file, progress is measured against the size the mirror sends (not the official one)."""
+    seen = []
+    download(tmp_path, progress=lambda frac, name: seen.append((frac, name)))
+    total, done = sum(GZ_BYTES.values()), 0
+    for name in RAW_SHA256:
+        done += GZ_BYTES[name]
+        mine = [f for f, n in seen if n == name]
+        assert mine[-2] == mine[-1] == pytest.approx(done / total, abs=1e-12), name  # last chunk == file done
+
+
+def test_the_default_folder_nested_folders_and_a_folder_that_cannot_be(mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "a" / "b" / "c"))
+    assert download() == tmp_path / "a" / "b" / "c" and load_dataset(tmp_path / "a" / "b" / "c").verified
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DatasetError, match=r"cannot create .*file.*for the dataset: (Not a directory|File exists)"):
+        download(tmp_path / "file" / "d")
+
+
+def test_a_wrong_file_already_there_is_replaced(mirror, tmp_path):
+    download(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(b"damaged")
+    download(tmp_path)
+    assert mirror.requests["t10k-labels-idx1-ubyte.gz"] == 2 and mirror.requests["train-images-idx3-ubyte.gz"] == 1
+    assert load_dataset(tmp_path).verified
+
+
+def test_a_mirror_that_never_answers_times_out(tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # accepts the connection, never answers
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        monkeypatch.setenv("FMNIST_DATA_MIRROR", f"http://127.0.0.1:{s.getsockname()[1]}/")
+        with pytest.raises(DatasetError, match="cannot download .*timed out"):
+            download(tmp_path, timeout_s=0.5)
+
+
+def test_an_unreachable_mirror_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMNIST_DATA_MIRROR", "http://127.0.0.1:9/")
+    with pytest.raises(DatasetError, match=r"Connection refused\. Is this machine online\?"):
+        download(tmp_path)

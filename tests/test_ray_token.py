@@ -38,6 +38,7 @@ def test_no_token_is_one_line_before_ray_is_imported(monkeypatch, tmp_path):
 
 
 def test_nothing_listening_is_said_before_the_token(monkeypatch, tmp_path):
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
     monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
@@ -78,9 +79,55 @@ class _FakeRay:
     ],
 )
 def test_a_failed_join_is_one_line(monkeypatch, tmp_path, error, says):
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.setenv("RAY_AUTH_TOKEN", "t")
     monkeypatch.setattr(ray_backend, "_probe", lambda address: None)
     monkeypatch.setitem(sys.modules, "ray", _FakeRay(error))
     with pytest.raises(ConnectionError) as e:
         RayBackend("127.0.0.1:6379")
     assert says in str(e.value) and "\n" not in str(e.value) and "second line" not in str(e.value)
+
+
+class _RecordingRay:
+    """A stand-in for `ray` that connects at once and records how it was asked to."""
+
+    def __init__(self) -> None:
+        self.inits: list[dict] = []
+        self.shutdowns = 0
+        self.connected = False
+
+    def is_initialized(self) -> bool:
+        return self.connected
+
+    def init(self, **kwargs) -> None:
+        self.inits.append(kwargs)
+        self.connected = True
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+        self.connected = False
+
+    def remote(self, cls):
+        return cls
+
+
+def test_one_connection_shared_and_closed_by_the_last_backend(monkeypatch):
+    fake = _RecordingRay()
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # restored to unset afterwards
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "t")
+    monkeypatch.setenv("FMNIST_RAY_CPUS_PER_RUN", "3")
+    monkeypatch.setattr(ray_backend, "_probe", lambda address: None)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(ray_backend, "_USERS", 0)
+    a = RayBackend("10.0.0.5:6379")
+    b = RayBackend("10.0.0.5:6379", cpus_per_run=1, local_data=False)
+    assert fake.inits == [{"address": "10.0.0.5:6379", "runtime_env": {"py_modules": [str(ray_backend.PACKAGE_DIR)]},
+                           "log_to_driver": False, "logging_level": "ERROR"}]  # fmt: skip
+    assert (a.address, a.cpus_per_run, a.local_data, a.ray) == ("10.0.0.5:6379", 3, True, fake)
+    assert (b.cpus_per_run, b.local_data) == (1, False) and ray_backend._USERS == 2
+    assert a._actor.__name__ == "RayRun" and a._data_ref is None and a._lock.acquire(blocking=False)
+    a.close()
+    assert fake.shutdowns == 0  # b still uses the connection
+    b.close()
+    assert fake.shutdowns == 1 and ray_backend._USERS == 0
+    assert __import__("os").environ["RAY_AUTH_MODE"] == "token"

@@ -152,3 +152,5 @@ def test_sgd_momentum_follows_onecycle(ds):
     tr.step(x, y, 1.0)  # the clock at the end of the budget: the last position
     assert tr.opt.param_groups[0]["momentum"] == pytest.approx(0.95) and tr.lr == pytest.approx(0.05 / 25 / 1e4)
     assert tr.position(0.5) == pytest.approx(5.5) and tr.steps_done == 2
+    one = Trainer.build(cfg, 0, torch.device("cpu"), "fp32", torch.Generator())  # a run of no steps still has one
+    assert one.total_steps == 1 and one.position(1.0) == 0.0
