@@ -135,7 +135,7 @@ def job_manager() -> JobManager:
 
     A closed tab's run is cancelled after FMNIST_ORPHAN_GRACE_S seconds (default 60): a dropped
     connection that comes back within that time keeps its run. With FMNIST_RAY_ADDRESS set, runs
-    train on that Ray cluster instead (README: A lab of PCs).
+    train on that Ray cluster instead (docs/DEPLOY.md: A lab of PCs).
     """
     from fmnist.jobs import LocalBackend
     from fmnist.ray_backend import backend_from_env  # imports ray only when FMNIST_RAY_ADDRESS is set

@@ -494,7 +494,7 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--ray",
         metavar="ADDRESS",
-        help="train on the Ray cluster at ADDRESS (host:port) and save here (README: A lab of PCs)",
+        help="train on the Ray cluster at ADDRESS (host:port) and save here (docs/DEPLOY.md: A lab of PCs)",
     )
     t.add_argument(
         "--show-config", action="store_true", help="print the resolved options and their origin; train nothing"

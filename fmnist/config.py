@@ -190,7 +190,7 @@ def check(d: Described, value: Any) -> None:
 DEFAULT_PRESET = "quick"
 # Each trainable model's public recipe under its own name, plus the classroom demo and the best model.
 PRESETS: dict[str, dict[str, Any]] = {n: {"arch": n, **get_spec(n).recipe} for n in trainable_models()}
-PRESETS["quick"] = PRESETS.pop("quickcnn")  # >= 91% on 2 CPU cores; see README for its time
+PRESETS["quick"] = PRESETS.pop("quickcnn")  # >= 91% on 2 CPU cores; see docs/RESULTS.md for its time
 # The best single model (docs/RESULTS.md, "The best single model"): the ResNet's recipe run 64 epochs,
 # with Cutout (a 12 px square on every image) and label smoothing 0.2.
 PRESETS["best"] = {

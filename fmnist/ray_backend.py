@@ -13,7 +13,7 @@ them with the usual atomic checkpoint code.
 
 Nothing imports `ray` unless this backend is used. Security: a Ray cluster runs any code sent to it.
 Bind the head to the lab network, keep Ray's token authentication on, and never expose the
-dashboard or the client port publicly (README, "A lab of PCs").
+dashboard or the client port publicly (docs/DEPLOY.md, "A lab of PCs").
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class RayBackend:
                 if type(e).__name__ == "ConnectionError":  # something listens (probed), yet Ray could not join it
                     raise ConnectionError(
                         f"the Ray cluster at {address} did not let this machine in: is its token the head's? "
-                        "(`ray get-auth-token` on the head prints it; README, 'A lab of PCs')"
+                        "(`ray get-auth-token` on the head prints it; docs/DEPLOY.md, 'A lab of PCs')"
                     ) from None
                 raise ConnectionError(
                     f"cannot reach the Ray cluster at {address}: {type(e).__name__}: {_first_line(e)}"
@@ -193,7 +193,7 @@ class RayBackend:
 NO_TOKEN = (
     "Ray token authentication is on, but this machine has no token. On the head, run "
     "`ray get-auth-token --generate` before `RAY_AUTH_MODE=token ray start --head ...`, then give this "
-    "machine that token: RAY_AUTH_TOKEN=<token>, or the file ~/.ray/auth_token (README, 'A lab of PCs')."
+    "machine that token: RAY_AUTH_TOKEN=<token>, or the file ~/.ray/auth_token (docs/DEPLOY.md, 'A lab of PCs')."
 )
 
 

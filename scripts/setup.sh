@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-step setup, safe to run again (it reuses what is there). Linux and macOS; on Windows, README's pip commands.
+# One-step setup, safe to run again (it reuses what is there). Linux and macOS; on Windows, the README's pip commands.
 #   bash scripts/setup.sh          .venv + requirements.txt (the app) + the dataset
 #   bash scripts/setup.sh --test   the same, plus requirements-dev.txt (tests, lint, Ray) and Chromium
 # Needs bash and python3 (3.11+). Nothing else is assumed: files are hashed in Python (macOS has no

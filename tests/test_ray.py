@@ -1,4 +1,4 @@
-"""The Ray backend on a real cluster (tests/ray/cases_readme.py, then tests/ray/cases_ray.py).
+"""The Ray backend on a real cluster (tests/ray/cases_lab_docs.py, then tests/ray/cases_ray.py).
 
 Ray binds the machine's own address even when given 127.0.0.1, so the cases run in a private
 network namespace that has only loopback (`unshare -n`): nothing leaves the machine, and the
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="needs u
 
 
 def test_ray_backend_cases_on_a_loopback_cluster(tmp_path):
-    cases = "tests/ray/cases_readme.py tests/ray/cases_ray.py"
+    cases = "tests/ray/cases_lab_docs.py tests/ray/cases_ray.py"
     inner = f"ip link set lo up && exec {sys.executable} -m pytest -q -s -p no:cacheprovider {cases}"
     home = tmp_path / "home"
     home.mkdir()

@@ -1,6 +1,6 @@
-"""The README's "A lab of PCs" commands, run as written on a loopback cluster (through tests/test_ray.py).
+"""docs/DEPLOY.md's "A lab of PCs" commands, run as written on a loopback cluster (through tests/test_ray.py).
 
-The lines of the section's bash block are taken from README.md itself, so the docs cannot drift
+The lines of the section's bash block are taken from docs/DEPLOY.md itself, so the docs cannot drift
 from what works: only the lab address (10.0.0.5 -> 127.0.0.1), the port (a free one) and the
 token placeholder (the token step 1 printed) are filled in. The "server" and the "lab PC" are two
 Ray nodes on this machine, each with its own empty HOME. Every Ray process is stopped afterwards.
@@ -30,12 +30,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def readme_lab_commands() -> list[str]:
-    """The command lines of the bash block under README's "## A lab of PCs" (comments dropped)."""
-    text = (ROOT / "README.md").read_text()
+def lab_commands() -> list[str]:
+    """The command lines of the bash block under docs/DEPLOY.md's "## A lab of PCs" (comments dropped)."""
+    text = (ROOT / "docs" / "DEPLOY.md").read_text()
     section = text.split("## A lab of PCs", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```bash\n(.*?)```", section, re.S)
-    assert block, "README's 'A lab of PCs' has no bash block"
+    assert block, "docs/DEPLOY.md's 'A lab of PCs' has no bash block"
     return [line.strip() for line in block.group(1).splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
@@ -85,8 +85,8 @@ manager.shutdown()
 """
 
 
-def test_the_readme_lab_commands_work_as_written(tmp_path):
-    lines = readme_lab_commands()
+def test_the_lab_commands_work_as_written(tmp_path):
+    lines = lab_commands()
     gen, head, worker, server = lines  # token, head, a lab PC, the app on the server: four lines, as documented
     assert "get-auth-token --generate" in gen and "--head" in head and "<token>" in worker
     assert server.endswith("make classroom") and "FMNIST_RAY_ADDRESS=" in server
