@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fmnist.config import TrainConfig
-from fmnist.train import Trainer, iter_training, schedule_at, train
+from fmnist.train import BatchEvent, Trainer, iter_training, schedule_at, train
 
 CFG = dict(arch="logreg", subset=600, batch_size=50, precision="fp32", device="cpu", seed=0, val_fraction=0.1)
 
@@ -41,6 +41,7 @@ def run(monkeypatch, cfg: TrainConfig, durations, ds):
 
     monkeypatch.setattr(Trainer, "step", timed_step)
     events = list(iter_training(cfg, ds, clock=clock))
+    run.events = events  # for the tests that look at them too
     return events[-1].result, steps
 
 
@@ -78,13 +79,19 @@ def test_the_schedule_never_runs_past_its_last_step():
 
 
 def test_fast_steps_end_by_steps_exactly_on_the_schedule(monkeypatch, ds):
-    cfg = TrainConfig(epochs=3, schedule="onecycle", lr=1e-2, time_budget=100, **CFG)
+    cfg = TrainConfig(epochs=3, schedule="onecycle", lr=1e-2, time_budget=100, log_every=5, **CFG)
     res, steps = run(monkeypatch, cfg, lambda k: 0.01, ds)
     total = 3 * 12
     assert res.status == "finished" and res.message.startswith("Finished 3 epochs"), res.message
     assert [p for _, _, p, _ in steps] == list(range(total))  # the clock never led: one position per step
     assert [lr for lr, *_ in steps] == pytest.approx([schedule_at(cfg, k, total)[0] for k in range(total)])
     assert steps[-1][0] == pytest.approx(onecycle_floor(cfg)) and res.history[-1]["lr"] == steps[-1][0]
+    batches = [e for e in run.events if isinstance(e, BatchEvent)]  # log_every 5 of 12: 5, 10 and the last, 12
+    assert [(e.epoch, e.batch) for e in batches] == [(ep, b) for ep in (1, 2, 3) for b in (5, 10, 12)]
+    assert [e.progress for e in batches] == pytest.approx(
+        [((ep - 1) * 12 + b) / 36 for ep in (1, 2, 3) for b in (5, 10, 12)]
+    )
+    assert all(0 < e.loss < 5 and e.elapsed > 0 for e in batches) and batches[-1].eta == pytest.approx(0)
 
 
 @pytest.mark.parametrize(
@@ -122,8 +129,8 @@ def test_a_stall_jumps_the_schedule_to_the_clock(monkeypatch, ds):
 def test_the_budget_reached_ends_the_run_by_the_clock_near_the_floor(monkeypatch, ds):
     cfg = TrainConfig(epochs=30, schedule="onecycle", lr=1e-2, time_budget=10, **CFG)
     res, steps = run(monkeypatch, cfg, lambda k: 1 / 16, ds)  # 160 steps fit in the budget; the epochs hold 360
-    assert res.status == "finished" and res.message.startswith("Time budget of 10 s reached"), res.message
-    assert len(steps) == 160 and res.model is not None and res.history[-1]["partial"]
+    assert res.message.startswith("Time budget of 10 s reached in epoch 14, batch 5."), res.message  # 13 x 12 + 4 done
+    assert res.status == "finished" and len(steps) == 160 and res.model is not None and res.history[-1]["partial"]
     assert res.train_time_s == pytest.approx(10.0)
     positions = [p for _, _, p, _ in steps]
     assert positions == sorted(positions) and positions[-1] == pytest.approx(159 / 160 * (30 * 12 - 1))
