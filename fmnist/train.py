@@ -130,8 +130,7 @@ def schedule_at(cfg: TrainConfig, pos: float, total_steps: int) -> tuple[float, 
         if pos <= warm_end:  # warm-up: first -> peak, momentum hi -> lo
             pct = pos / warm_end if warm_end > 0 else 1.0
             return _cos(first, peak, pct), _cos(hi, lo, pct)
-        span = last - warm_end
-        pct = (pos - warm_end) / span if span > 0 else 1.0
+        pct = (pos - warm_end) / (last - warm_end)  # last - warm_end = 0.75 * total_steps > 0
         return _cos(peak, floor, pct), _cos(lo, hi, pct)  # annealing: peak -> floor, momentum lo -> hi
     if cfg.schedule == "cosine":  # CosineAnnealingLR's closed form over the run's steps (eta_min 0)
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * pos / total_steps)), None

@@ -7,7 +7,17 @@ from torch import nn
 from fmnist import runtime
 from fmnist.config import ConfigError
 from fmnist.data import MEAN, STD
-from fmnist.runtime import autocast, cpu_flags, has_conv, machine, pick_device, pick_precision, predict_logits, to_input
+from fmnist.runtime import (
+    autocast,
+    cpu_flags,
+    device_of,
+    has_conv,
+    machine,
+    pick_device,
+    pick_precision,
+    predict_logits,
+    to_input,
+)
 
 CPUINFO = "processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx2 avx512f amx_bf16 sse\n"
 
@@ -134,3 +144,9 @@ def test_cpu_model_name_keeps_its_own_colons(monkeypatch):
     monkeypatch.setattr(runtime, "_cpuinfo", lambda: "model name\t: Vendor: Model 7\nflags : avx512_bf16\n")
     assert machine()["cpu"] == "Vendor: Model 7"
     assert runtime.cpu_has_bf16()  # AVX512-BF16 alone is enough
+
+
+def test_device_of_is_where_the_weights_are_or_the_cpu():
+    assert device_of(nn.Linear(2, 2)) == torch.device("cpu")
+    assert device_of(nn.Sequential(nn.ReLU(), nn.Flatten())) == torch.device("cpu")  # no weights at all
+    assert device_of(nn.Linear(2, 2).to("meta")) == torch.device("meta")  # wherever they are

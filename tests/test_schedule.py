@@ -76,6 +76,8 @@ def test_the_schedule_never_runs_past_its_last_step():
     for pos in (35, 36, 80, 1e9):
         assert schedule_at(cfg, pos, 36)[0] == pytest.approx(floor)
     assert schedule_at(cfg, -5, 36)[0] == pytest.approx(cfg.lr / 25)  # and never before its first
+    assert schedule_at(cfg, 3, 1)[0] == pytest.approx(floor)  # a one-step run is its own last step
+    assert schedule_at(cfg, 0, 4) == (pytest.approx(cfg.lr), pytest.approx(0.85))  # a zero-length warm-up: the peak
 
 
 def test_fast_steps_end_by_steps_exactly_on_the_schedule(monkeypatch, ds):
