@@ -294,3 +294,10 @@ def test_without_a_validation_split_nothing_is_called_validation_accuracy(ds):
     assert math.isnan(res.val_acc) and math.isnan(res.val_loss) and res.best_epoch >= 1
     assert "no validation split" in res.message and "val acc" not in res.message
     assert build_card(res)["metrics"]["val"] == {"split": "none"}
+
+
+def test_the_first_epoch_is_best_even_when_its_score_is_low():
+    """monitor="val_loss" scores an epoch by minus its loss: a first loss above 1 must still count."""
+    best = Best()
+    assert best.consider(-2.3, 2.3, 1, torch.nn.Linear(3, 2), acc=0.11)
+    assert (best.epoch, best.acc, best.loss) == (1, 0.11, 2.3) and best.state is not None
