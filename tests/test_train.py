@@ -88,6 +88,8 @@ def test_best_keeps_a_copy_not_a_reference():
     assert all(torch.equal(best.state[k], kept[k]) for k in kept)
     assert not best.consider(0.4, 0.1, 2, model) and best.epoch == 1  # worse accuracy
     assert best.consider(0.5, 0.9, 3, model) and best.epoch == 3  # a tie goes to the lower loss
+    assert not best.consider(0.5, 1.2, 4, model) and best.epoch == 3  # ... not to a higher one
+    assert not best.consider(0.5, 0.9, 5, model) and best.epoch == 3  # a full tie keeps the earlier epoch
 
 
 def test_restore_best_brings_back_an_earlier_epoch(ds, monkeypatch):
