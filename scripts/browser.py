@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,13 +83,20 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`streamlit run app.py` on a free loopback port; yields (url, process) and stops it afterwards."""
+def serve_app(
+    env: dict[str, str] | None = None, timeout: float = 60, python: str = sys.executable, wrap: Any = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`streamlit run app.py` on a free loopback port; yields (url, process) and stops it afterwards.
+
+    `python` runs streamlit (another venv's interpreter, say); `wrap(argv) -> argv` may put the command
+    inside another (a private mount namespace, in scripts/no_dataset_check.py).
+    """
     port = free_port()
+    argv = [python, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        wrap(argv) if wrap else argv, cwd=ROOT, env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

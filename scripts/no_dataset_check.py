@@ -16,11 +16,9 @@ import argparse
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fmnist.data import SYSTEM_DIR  # noqa: E402
 from mirror import LoopbackMirror  # noqa: E402
-from scripts.browser import draw_trousers, free_port, launch, wait_idle  # noqa: E402
+from scripts.browser import draw_trousers, launch, serve_app, wait_idle  # noqa: E402
 
 
 def main() -> int:
@@ -42,34 +40,20 @@ def main() -> int:
     if (ROOT / "data").exists():
         print(f"error: {ROOT / 'data'} holds a dataset; move it away for this check", file=sys.stderr)
         return 2
-    port = free_port()
-    serve = [a.python, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]  # fmt: skip
+    wrap = None
     if SYSTEM_DIR.exists():  # hide Debian's copy from the server only
         if not shutil.which("unshare") or os.geteuid() != 0:
             print(f"error: {SYSTEM_DIR} exists; hiding it needs root and unshare", file=sys.stderr)
             return 2
         (work / "empty").mkdir()
-        inner = f"mount --bind {shlex.quote(str(work / 'empty'))} {shlex.quote(str(SYSTEM_DIR))} && exec {shlex.join(serve)}"
-        serve = ["unshare", "-m", "sh", "-c", inner]
+        mount = f"mount --bind {shlex.quote(str(work / 'empty'))} {shlex.quote(str(SYSTEM_DIR))}"
+        wrap = lambda argv: ["unshare", "-m", "sh", "-c", f"{mount} && exec {shlex.join(argv)}"]
     home = work / "home"
     home.mkdir()
     ok = True
     with LoopbackMirror() as mirror:
-        env = {**os.environ, "HOME": str(home), "FMNIST_DATA_DIR": str(work / "data"), "FMNIST_DATA_MIRROR": mirror.url}
-        proc = subprocess.Popen(serve, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            t0 = time.time()
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-                    break
-                except OSError:
-                    if time.time() - t0 > 90 or proc.poll() is not None:
-                        print("error: streamlit did not start", file=sys.stderr)
-                        return 1
-                    time.sleep(0.3)
+        env = {"HOME": str(home), "FMNIST_DATA_DIR": str(work / "data"), "FMNIST_DATA_MIRROR": mirror.url}
+        with serve_app(env, timeout=90, python=a.python, wrap=wrap) as (url, _):
             from playwright.sync_api import sync_playwright
 
             with sync_playwright() as pw:
@@ -104,12 +88,6 @@ def main() -> int:
                 ok &= sorted(mirror.requests.values()) == [1, 1, 1, 1] and str(work / "data") in where
                 ok &= len(list((work / "data").glob("*.gz"))) == 4
                 browser.close()
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 
