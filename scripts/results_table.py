@@ -19,7 +19,8 @@ from fmnist.models import get_spec  # noqa: E402
 def main() -> None:
     paths = {p.stem: p for p in list_checkpoints(ROOT / "checkpoints")}
     print(
-        "| checkpoint | architecture | public claim | measured test accuracy | params | training time (2-core CPU) | reproduce |"
+        "| checkpoint | architecture | public claim | measured test accuracy | params "
+        "| training time (2-core CPU) | reproduce |"
     )
     print("|---|---|---|---|---|---|---|")
     dates, cpus = set(), set()
@@ -33,6 +34,8 @@ def main() -> None:
         time_s = f"{t / 60:.1f} min" if t and t >= 120 else (f"{t:.0f} s" if t else "-")
         if card["arch"] == "ensemble":
             time_s = f"{time_s} (sum of members)"
+        elif card.get("precision"):
+            time_s = f"{time_s}, {card['precision']}"
         tta = " (+flip TTA)" if card.get("config", {}).get("tta_flip") else ""
         acc = card["metrics"]["test"]["accuracy"]
         print(
