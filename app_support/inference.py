@@ -10,7 +10,15 @@ import streamlit as st
 import torch
 
 from app_support.plots import heat_overlay
-from app_support.state import available_models, checkpoint_dir, folder_signature, get_checkpoint, session_models
+from app_support.state import (
+    available_models,
+    checkpoint_dir,
+    file_version,
+    folder_signature,
+    get_checkpoint,
+    session_models,
+)
+from fmnist.calibrate import calibrated_probs
 from fmnist.checkpoints import Checkpoint, CheckpointError
 from fmnist.data import CLASSES
 from fmnist.explain import grad_cam, saliency
@@ -46,13 +54,13 @@ def probs(ckpt: Checkpoint, image: np.ndarray) -> np.ndarray:
     temperature-scaled when the model card has a temperature (fmnist.calibrate)."""
     x = torch.from_numpy(np.array(image, dtype=np.uint8)).reshape(1, 28, 28)
     logits = predict_logits(ckpt.model, x, tta_flip=ckpt.tta_flip)
-    return (logits / (ckpt.temperature or 1.0)).softmax(1)[0].numpy()  # calibrated where the card says how
+    return calibrated_probs(logits, ckpt.temperature)[0]  # calibrated where the card says how
 
 
-def _file_model(ckpt: Checkpoint) -> tuple[str, int] | None:
-    """(path, mtime) of a model loaded from a file: a key that is the same for every session."""
+def _file_model(ckpt: Checkpoint) -> tuple[str, int, int] | None:
+    """(path, size, mtime) of a model loaded from a file: a key that is the same for every session."""
     try:
-        return (str(ckpt.path), ckpt.path.stat().st_mtime_ns) if ckpt.path else None
+        return (str(ckpt.path), *file_version(ckpt.path)) if ckpt.path else None
     except OSError:
         return None
 
@@ -80,7 +88,9 @@ def all_votes(image: np.ndarray) -> pd.DataFrame:
     for name, ck in session_models().items():
         p = probs(ck, image)
         top = int(p.argmax())
-        rows.append({"model": f"{name} (this session, unsaved)", "prediction": CLASSES[top], "confidence": float(p[top])})  # fmt: skip
+        rows.append(
+            {"model": f"{name} (this session, unsaved)", "prediction": CLASSES[top], "confidence": float(p[top])}
+        )
     return pd.DataFrame(rows)
 
 

@@ -12,7 +12,8 @@ RUN = "train_run"  # this session's fmnist.jobs.Job (its latest run)
 OWNER = "job_owner"  # this session's owner token for the job manager
 RUN_COUNT = "train_count"  # runs started in this session (names them)
 TRAIN_FLASH = "tr_flash"  # a message for the Train page's next draw
-MIS_FILTER = "mis_filter"  # MisFilter handed from Evaluate to Misclassified
+MIS_FILTER = "mis_filter"  # the (true, predicted) cell handed from Evaluate or Map to Misclassified
+MIS_SELECTED = "mis_selected"  # the test image selected on Misclassified (Map opens it there)
 APPLIED_LINK = "applied_link"  # (page, query) of the lesson link last applied, so it applies once
 LINKED_MODEL = "linked_model"  # the ?model= value last applied to the picker
 SWEEP = "sweep_run"  # this session's app_support.sweeps.SweepRun (its latest sweep)

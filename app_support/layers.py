@@ -35,8 +35,11 @@ def _boxed(gray: np.ndarray, y: int, x: int, h: int, w: int, scale: int) -> np.n
 
 
 def _numbers(t: torch.Tensor) -> pd.DataFrame:
-    return pd.DataFrame(t.numpy().round(3), index=[f"row {i}" for i in range(t.shape[0])],
-                        columns=[f"col {j}" for j in range(t.shape[1])])  # fmt: skip
+    return pd.DataFrame(
+        t.numpy().round(3),
+        index=[f"row {i}" for i in range(t.shape[0])],
+        columns=[f"col {j}" for j in range(t.shape[1])],
+    )
 
 
 def show_layers(ckpt: Checkpoint, image: np.ndarray) -> None:
@@ -52,16 +55,23 @@ def show_layers(ckpt: Checkpoint, image: np.ndarray) -> None:
     said = f"The first layer's {len(filters)} filters, each scaled on its own (light = positive weight)."
     c1.image(upscale(_u8(tile(filters, columns=8)), 12), width=260, caption=said, alt=said)
     i = c2.selectbox(
-        "Layer", range(len(layers)), format_func=lambda k: f"conv layer {k + 1} of {len(layers)} ({layers[k].label})",
+        "Layer",
+        range(len(layers)),
+        format_func=lambda k: f"conv layer {k + 1} of {len(layers)} ({layers[k].label})",
         key="pr_layer",
-    )  # fmt: skip
+    )
     layer = layers[i]
     maps = layer.output.clamp(min=0) if not layer.followed_by_bn else layer.output
     shown = maps[:MAX_MAPS]
     said = f"{len(shown)} of the {len(maps)} maps this layer computed for the image, each scaled on its own" + (
         " (before its BatchNorm and ReLU)." if layer.followed_by_bn else " (after ReLU: dark = 0)."
     )
-    c2.image(upscale(_u8(tile(shown, columns=16)), max(1, 320 // (16 * maps.shape[2]))), width="stretch", caption=said, alt=said)  # fmt: skip
+    c2.image(
+        upscale(_u8(tile(shown, columns=16)), max(1, 320 // (16 * maps.shape[2]))),
+        width="stretch",
+        caption=said,
+        alt=said,
+    )
 
     st.markdown("#### One step of the convolution, with this network's own numbers")
     m = layer.module
@@ -80,7 +90,9 @@ def show_layers(ckpt: Checkpoint, image: np.ndarray) -> None:
     scale = max(4, 240 // padded.shape[0])
     a, b, c, d = st.columns(4)
     said = f"Input channel {in_ch}" + (f", zero-padded by {pad}" if pad else "") + ": the kernel's window"
-    a.image(_boxed(_scaled(padded), int(row) * m.stride[0], int(col) * m.stride[1], kh, kw, scale), caption=said, alt=said)  # fmt: skip
+    a.image(
+        _boxed(_scaled(padded), int(row) * m.stride[0], int(col) * m.stride[1], kh, kw, scale), caption=said, alt=said
+    )
     b.markdown("**Kernel** (the weights)")
     b.dataframe(_numbers(step.kernel), key="pr_step_kernel")
     c.markdown("**Input patch** under it" + (" (normalised pixels)" if i == 0 else ""))
@@ -92,14 +104,18 @@ def show_layers(ckpt: Checkpoint, image: np.ndarray) -> None:
         terms += f"; the same over all {step.in_channels} input channels = **{step.all_channels_sum:.3f}**"
     st.markdown(
         f"{terms}; + bias {step.bias:.3f} = **{step.output:.3f}**; "
-        + (f"ReLU: max(0, {step.output:.3f}) = **{step.relu:.3f}**." if not layer.followed_by_bn
-           else "then this network's BatchNorm rescales it before the ReLU.")
-    )  # fmt: skip
+        + (
+            f"ReLU: max(0, {step.output:.3f}) = **{step.relu:.3f}**."
+            if not layer.followed_by_bn
+            else "then this network's BatchNorm rescales it before the ReLU."
+        )
+    )
     st.image(
         _boxed(_scaled(maps[int(channel)]), int(row), int(col), 1, 1, max(4, 240 // h_out)),
-        width=240, caption=f"Output map {channel}: the value lands in the boxed pixel",
+        width=240,
+        caption=f"Output map {channel}: the value lands in the boxed pixel",
         alt=f"Output map {channel} with the computed pixel boxed",
-    )  # fmt: skip
+    )
 
 
 def _show_dense(ckpt: Checkpoint, x: torch.Tensor) -> None:
@@ -111,7 +127,10 @@ def _show_dense(ckpt: Checkpoint, x: torch.Tensor) -> None:
     for name, v in hidden:
         fig = go.Figure(go.Bar(y=v.numpy(), marker_color="#4E79A7", hovertemplate="unit %{x}: %{y:.3f}<extra></extra>"))
         fig.update_layout(
-            title=f"Hidden layer {name}: {len(v)} units after ReLU ({int((v > 0).sum())} active)", height=260,
-            xaxis_title="unit", yaxis_title="activation", **LAYOUT,
-        )  # fmt: skip
+            title=f"Hidden layer {name}: {len(v)} units after ReLU ({int((v > 0).sum())} active)",
+            height=260,
+            xaxis_title="unit",
+            yaxis_title="activation",
+            **LAYOUT,
+        )
         st.plotly_chart(fig, key=f"pr_hidden_{name}")

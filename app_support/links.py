@@ -19,33 +19,60 @@ import streamlit as st
 
 from app_support import keys
 from app_support.nav import PageSpec
-from fmnist.config import PRESETS, ConfigError, check, option_fields, trainable_models
+from fmnist.config import PRESETS, ConfigError, options, parse_value, trainable_models
 from fmnist.data import CLASSES
-
-_OPTIONS = {d.name: d for d in option_fields()}
-
 
 # (title, page, link parameters, what to notice): the Home page lists them.
 LESSONS: list[tuple[str, str, dict[str, Any], str]] = [
-    ("MLP vs CNN on the same 5,000 images", "train", {"preset": "student", "arch": "mlp", "hide": "advanced"},
-     "Train the MLP, then set Architecture to cnn2 and train again: same images, same epochs. "
-     "Compare the validation curves: what does a convolution know that a dense layer does not?"),
-    ("Why shirts are hard", "misclassified", {"model": "best", "true": "Shirt", "pred": "any"},
-     "Even the best model mixes shirts up with T-shirts, pullovers and coats. Could you tell them apart at 28x28?"),
-    ("Watch overfitting happen", "train",
-     {"preset": "student", "arch": "mlp", "subset": 1000, "epochs": 30, "time_budget": 0, "label_smoothing": 0,
-      "weight_decay": 0},
-     "No augmentation, 1,000 images, 30 epochs: training accuracy climbs towards 100% while validation "
-     "accuracy stalls and its loss turns upwards. That gap is overfitting."),
-    ("A learning rate 10x too high", "train", {"preset": "student", "lr": 0.04, "hide": "advanced"},
-     "The student preset uses 0.004. At 0.04 the loss jumps about, or the run diverges: each step overshoots."),
-    ("Early stopping too eager", "train", {"preset": "keras3", "patience": 1, "epochs": 50, "subset": 10000},
-     "Keras's EarlyStopping stops at the first epoch without a lower validation loss (patience 0 in Keras, "
-     "1 here). Where does the run stop? Then set patience to 0 (off) and train all 50 epochs: how much "
-     "accuracy did stopping early leave on the table?"),
-    ("Draw something the model has never seen", "predict", {"source": "draw"},
-     "Draw a filled sneaker, then a hat. What does the model say about a class it was never taught?"),
-]  # fmt: skip
+    (
+        "MLP vs CNN on the same 5,000 images",
+        "train",
+        {"preset": "student", "arch": "mlp", "hide": "advanced"},
+        "Train the MLP, then set Architecture to cnn2 and train again: same images, same epochs. "
+        "Compare the validation curves: what does a convolution know that a dense layer does not?",
+    ),
+    (
+        "Why shirts are hard",
+        "misclassified",
+        {"model": "best", "true": "Shirt", "pred": "any"},
+        "Even the best model mixes shirts up with T-shirts, pullovers and coats. Could you tell them apart at 28x28?",
+    ),
+    (
+        "Watch overfitting happen",
+        "train",
+        {
+            "preset": "student",
+            "arch": "mlp",
+            "subset": 1000,
+            "epochs": 30,
+            "time_budget": 0,
+            "label_smoothing": 0,
+            "weight_decay": 0,
+        },
+        "No augmentation, 1,000 images, 30 epochs: training accuracy climbs towards 100% while validation "
+        "accuracy stalls and its loss turns upwards. That gap is overfitting.",
+    ),
+    (
+        "A learning rate 10x too high",
+        "train",
+        {"preset": "student", "lr": 0.04, "hide": "advanced"},
+        "The student preset uses 0.004. At 0.04 the loss jumps about, or the run diverges: each step overshoots.",
+    ),
+    (
+        "Early stopping too eager",
+        "train",
+        {"preset": "keras3", "patience": 1, "epochs": 50, "subset": 10000},
+        "Keras's EarlyStopping stops at the first epoch without a lower validation loss (patience 0 in Keras, "
+        "1 here). Where does the run stop? Then set patience to 0 (off) and train all 50 epochs: how much "
+        "accuracy did stopping early leave on the table?",
+    ),
+    (
+        "Draw something the model has never seen",
+        "predict",
+        {"source": "draw"},
+        "Draw a filled sneaker, then a hat. What does the model say about a class it was never taught?",
+    ),
+]
 
 
 def hidden(control: str) -> bool:
@@ -61,22 +88,6 @@ def _fresh(page: str) -> dict[str, str] | None:
         return None
     st.session_state[keys.APPLIED_LINK] = stamp
     return params
-
-
-def _parse_option(name: str, text: str) -> Any:
-    d = _OPTIONS[name]
-    if d.kind is bool:
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ConfigError(f"{name} must be true or false")
-        value: Any = text.lower() in ("true", "1")
-    elif d.kind in (int, float):
-        value = d.kind(float(text)) if d.kind is int else float(text)
-    else:
-        value = text
-    if d.field.default is None and value == 0:  # an optional option's "off", as its widget shows it
-        return value
-    check(d, value)
-    return value
 
 
 def apply_train_link() -> list[str]:
@@ -99,8 +110,8 @@ def apply_train_link() -> list[str]:
                 if text not in trainable_models():
                     raise ConfigError(text)
                 st.session_state[prefix + "arch"] = text
-            elif name in _OPTIONS:
-                st.session_state[prefix + name] = _parse_option(name, text)
+            elif name in options():
+                st.session_state[prefix + name] = parse_value(options()[name], text)
             else:
                 raise ConfigError(name)
         except (ConfigError, ValueError):
@@ -159,7 +170,7 @@ def train_params(preset: str) -> dict[str, Any]:
     for k, v in st.session_state.items():
         if isinstance(k, str) and k.startswith(prefix) and v is not None:
             name = k.removeprefix(prefix)
-            if name == "arch" or name in _OPTIONS:
+            if name == "arch" or name in options():
                 out[name] = str(v).lower() if isinstance(v, bool) else v
     return out
 
@@ -187,5 +198,6 @@ def copy_link(page: PageSpec, params: dict[str, Any], key: str) -> None:
     with st.popover("Copy link to this setup", icon=":material/link:", key=key):
         st.code(setup_link(page, params), language=None, wrap_lines=True)
         st.caption(
-            "Anyone who opens it gets this page with these settings. Add `&hide=advanced` to hide the advanced settings."
+            "Anyone who opens it gets this page with these settings. "
+            "Add `&hide=advanced` to hide the advanced settings."
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -15,9 +16,17 @@ from fmnist.data import CLASSES
 
 # One colour per class, on every page (Tableau 10: distinct, colour-blind friendly).
 CLASS_COLORS = [
-    "#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F",
-    "#EDC948", "#B07AA1", "#FF9DA7", "#9C755F", "#BAB0AC",
-]  # fmt: skip
+    "#4E79A7",
+    "#F28E2B",
+    "#E15759",
+    "#76B7B2",
+    "#59A14F",
+    "#EDC948",
+    "#B07AA1",
+    "#FF9DA7",
+    "#9C755F",
+    "#BAB0AC",
+]
 SHORT = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
 LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), font=dict(size=14))
 
@@ -36,8 +45,10 @@ def pixel_img(image: np.ndarray, px: int, alt: str) -> str:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buf, "PNG")
     src = base64.b64encode(buf.getvalue()).decode()
-    return (f'<img src="data:image/png;base64,{src}" alt="{html.escape(alt)}" width="{px}" height="{px}" '
-            f'style="width: {px}px; height: {px}px; object-fit: fill; image-rendering: pixelated; display: block">')  # fmt: skip
+    return (
+        f'<img src="data:image/png;base64,{src}" alt="{html.escape(alt)}" width="{px}" height="{px}" '
+        f'style="width: {px}px; height: {px}px; object-fit: fill; image-rendering: pixelated; display: block">'
+    )
 
 
 def step_tiles(steps: list[np.ndarray], side: int = 140) -> list[np.ndarray]:
@@ -72,9 +83,12 @@ def gallery_fig(images: np.ndarray, per_class: int) -> go.Figure:
     )
     step = m.shape[0] / len(CLASSES)
     fig.update_yaxes(
-        tickvals=[m.shape[0] - (i + 0.5) * step for i in range(len(CLASSES))], ticktext=list(CLASSES),
-        scaleanchor="x", showgrid=False, zeroline=False,
-    )  # fmt: skip
+        tickvals=[m.shape[0] - (i + 0.5) * step for i in range(len(CLASSES))],
+        ticktext=list(CLASSES),
+        scaleanchor="x",
+        showgrid=False,
+        zeroline=False,
+    )
     fig.update_xaxes(visible=False)
     fig.update_layout(height=620, **LAYOUT)
     return fig
@@ -83,8 +97,15 @@ def gallery_fig(images: np.ndarray, per_class: int) -> go.Figure:
 def balance_fig(train_counts: np.ndarray, test_counts: np.ndarray) -> go.Figure:
     fig = make_subplots(1, 2, subplot_titles=("Training set (60,000)", "Test set (10,000)"))
     for col, counts in ((1, train_counts), (2, test_counts)):
-        fig.add_bar(x=list(CLASSES), y=counts, marker_color=CLASS_COLORS, row=1, col=col, showlegend=False,
-                    hovertemplate="%{x}: %{y:,} images<extra></extra>")  # fmt: skip
+        fig.add_bar(
+            x=list(CLASSES),
+            y=counts,
+            marker_color=CLASS_COLORS,
+            row=1,
+            col=col,
+            showlegend=False,
+            hovertemplate="%{x}: %{y:,} images<extra></extra>",
+        )
     fig.update_layout(height=330, **LAYOUT)
     return fig
 
@@ -96,17 +117,28 @@ def confusion_fig(cm: np.ndarray, normalized: bool, title: str = "Confusion matr
     text = np.vectorize(lambda v: f"{v:.0%}" if normalized else f"{int(v)}")(z)
     fig = go.Figure(
         go.Heatmap(
-            z=z, x=SHORT, y=SHORT, colorscale="Blues", text=text, texttemplate="%{text}",
-            customdata=cm, hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>",
+            z=z,
+            x=SHORT,
+            y=SHORT,
+            colorscale="Blues",
+            text=text,
+            texttemplate="%{text}",
+            customdata=cm,
+            hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>",
         )
-    )  # fmt: skip
+    )
     t, p = np.divmod(np.arange(cm.size), cm.shape[1])
     invisible = {"marker": {"opacity": 0}}
     fig.add_scatter(
-        x=[SHORT[i] for i in p], y=[SHORT[i] for i in t], mode="markers",
-        marker={"size": 34, "symbol": "square", "opacity": 0}, selected=invisible, unselected=invisible,
-        hovertemplate="true %{y}, predicted %{x}: click to see these images<extra></extra>", showlegend=False,
-    )  # fmt: skip
+        x=[SHORT[i] for i in p],
+        y=[SHORT[i] for i in t],
+        mode="markers",
+        marker={"size": 34, "symbol": "square", "opacity": 0},
+        selected=invisible,
+        unselected=invisible,
+        hovertemplate="true %{y}, predicted %{x}: click to see these images<extra></extra>",
+        showlegend=False,
+    )
     fig.update_yaxes(autorange="reversed", title="true class")
     fig.update_xaxes(title="predicted class", side="top")
     fig.update_layout(title=title, height=560, clickmode="event+select", **LAYOUT)
@@ -135,11 +167,19 @@ def confusion_diff_fig(cm_a: np.ndarray, cm_b: np.ndarray, name_a: str, name_b: 
     np.fill_diagonal(colour, np.diag(d))
     fig = go.Figure(
         go.Heatmap(
-            z=colour, x=SHORT, y=SHORT, zmin=-lim, zmax=lim, colorscale="RdBu", text=d, texttemplate="%{text:+d}",
-            customdata=d, hovertemplate=f"true %{{y}}, predicted %{{x}}: {name_b} - {name_a} = %{{customdata:+d}}<extra></extra>",
+            z=colour,
+            x=SHORT,
+            y=SHORT,
+            zmin=-lim,
+            zmax=lim,
+            colorscale="RdBu",
+            text=d,
+            texttemplate="%{text:+d}",
+            customdata=d,
+            hovertemplate=f"true %{{y}}, predicted %{{x}}: {name_b} - {name_a} = %{{customdata:+d}}<extra></extra>",
             showscale=False,
         )
-    )  # fmt: skip
+    )
     fig.update_yaxes(autorange="reversed", title="true class")
     fig.update_xaxes(title="predicted class", side="top")
     fig.update_layout(title=f"Confusion diff: {name_b} minus {name_a} (blue = {name_b} better)", height=560, **LAYOUT)
@@ -149,28 +189,22 @@ def confusion_diff_fig(cm_a: np.ndarray, cm_b: np.ndarray, name_a: str, name_b: 
 def curves_fig(history: list[dict], batches: list | None = None, epochs_total: int | None = None) -> go.Figure:
     """Loss and accuracy vs epoch: train (per batch when given) and validation per epoch."""
     fig = make_subplots(1, 2, subplot_titles=("Loss", "Accuracy"))
+
+    def pair(x: list, loss: list, acc: list, name: str, **style: Any) -> None:  # one trace in each panel
+        fig.add_scatter(x=x, y=loss, name=name, row=1, col=1, **style)
+        fig.add_scatter(x=x, y=acc, name=name, showlegend=False, row=1, col=2, **style)
+
+    train_style = dict(line=dict(color="#4E79A7"))
     if batches:
         x = [b.epoch - 1 + b.batch / b.batches for b in batches]
-        fig.add_scatter(
-            x=x, y=[b.loss for b in batches], name="train (running)", line=dict(color="#4E79A7"), row=1, col=1
-        )
-        fig.add_scatter(x=x, y=[b.acc for b in batches], name="train (running)", line=dict(color="#4E79A7"),
-                        showlegend=False, row=1, col=2)  # fmt: skip
+        pair(x, [b.loss for b in batches], [b.acc for b in batches], "train (running)", **train_style)
     elif history:
         ep = [h["epoch"] for h in history]
-        fig.add_scatter(
-            x=ep, y=[h["train_loss"] for h in history], name="train", line=dict(color="#4E79A7"), row=1, col=1
-        )
-        fig.add_scatter(x=ep, y=[h["train_acc"] for h in history], name="train", line=dict(color="#4E79A7"),
-                        showlegend=False, row=1, col=2)  # fmt: skip
+        pair(ep, [h["train_loss"] for h in history], [h["train_acc"] for h in history], "train", **train_style)
     if history:
         ep = [h["epoch"] for h in history]
-        style = dict(color="#E15759", width=3)
-        fig.add_scatter(
-            x=ep, y=[h["val_loss"] for h in history], name="validation", mode="lines+markers", line=style, row=1, col=1
-        )
-        fig.add_scatter(x=ep, y=[h["val_acc"] for h in history], name="validation", mode="lines+markers", line=style,
-                        showlegend=False, row=1, col=2)  # fmt: skip
+        val_style = dict(mode="lines+markers", line=dict(color="#E15759", width=3))
+        pair(ep, [h["val_loss"] for h in history], [h["val_acc"] for h in history], "validation", **val_style)
     fig.update_xaxes(title="epoch", range=[0, epochs_total] if epochs_total else None)
     # Live: the full 0-100% scale shows the climb from chance; stored curves zoom in.
     fig.update_yaxes(tickformat=".0%", range=[0, 1.0] if batches is not None else None, row=1, col=2)
@@ -182,11 +216,15 @@ def prob_bars(probs: np.ndarray, k: int = 10, title: str = "") -> go.Figure:
     order = np.argsort(-probs)[:k][::-1]
     fig = go.Figure(
         go.Bar(
-            x=probs[order], y=[CLASSES[i] for i in order], orientation="h",
-            marker_color=[CLASS_COLORS[i] for i in order], text=[f"{probs[i]:.1%}" for i in order],
-            textposition="outside", hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+            x=probs[order],
+            y=[CLASSES[i] for i in order],
+            orientation="h",
+            marker_color=[CLASS_COLORS[i] for i in order],
+            text=[f"{probs[i]:.1%}" for i in order],
+            textposition="outside",
+            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
         )
-    )  # fmt: skip
+    )
     fig.update_xaxes(range=[0, 1.15], tickformat=".0%")
     fig.update_layout(title=title, height=40 + 32 * len(order), **LAYOUT)
     return fig
@@ -203,9 +241,10 @@ def prob_bars_html(probs: np.ndarray, k: int = 5, title: str = "") -> str:
             f'<div style="display:flex;align-items:center;gap:.5rem;margin:.15rem 0">'
             f'<span style="width:7.5rem">{html.escape(CLASSES[i])}</span>'
             f'<span style="flex:1;background:#e6e8ee;height:1.1rem;border-radius:3px" aria-hidden="true">'
-            f'<span style="display:block;width:{pct:.1f}%;height:100%;background:{CLASS_COLORS[i]};border-radius:3px"></span></span>'
+            f'<span style="display:block;width:{pct:.1f}%;height:100%;background:{CLASS_COLORS[i]};'
+            'border-radius:3px"></span></span>'
             f'<span style="width:4rem;text-align:right">{pct:.1f}%</span></div>'
-        )  # fmt: skip
+        )
     head = f"<div><b>{html.escape(title)}</b></div>" if title else ""
     return f"<div>{head}{''.join(rows)}</div>"
 
@@ -217,8 +256,14 @@ def reliability_fig(curves: dict[str, dict]) -> go.Figure:
     )
     for name, c in curves.items():
         m = c["count"] > 0
-        fig.add_scatter(x=c["confidence"][m], y=c["accuracy"][m], mode="lines+markers", name=name,
-                        customdata=c["count"][m], hovertemplate="confidence %{x:.1%}, accuracy %{y:.1%} (%{customdata} images)")  # fmt: skip
+        fig.add_scatter(
+            x=c["confidence"][m],
+            y=c["accuracy"][m],
+            mode="lines+markers",
+            name=name,
+            customdata=c["count"][m],
+            hovertemplate="confidence %{x:.1%}, accuracy %{y:.1%} (%{customdata} images)",
+        )
     fig.update_xaxes(title="confidence", tickformat=".0%", range=[0, 1])
     fig.update_yaxes(title="accuracy", tickformat=".0%", range=[0, 1])
     fig.update_layout(title="Calibration", height=380, **LAYOUT)

@@ -12,7 +12,6 @@ import streamlit as st
 from app_support import keys
 from app_support.nav import HOME, MISCLASSIFIED, TRAIN
 from fmnist.checkpoints import (
-    CHECKPOINT_DIR,
     Checkpoint,
     CheckpointError,
     card_test_accuracy,
@@ -22,6 +21,7 @@ from fmnist.checkpoints import (
 )
 from fmnist.data import DatasetError, FashionMNIST, download, download_dir, find_data_dir, load_dataset
 from fmnist.evaluate import EvalResult, evaluate_test
+from fmnist.settings import Settings
 
 DEFAULT_MODEL = "quick"  # a fast, good model first: the classroom demo
 
@@ -54,9 +54,14 @@ class ModelEntry:
         return self.ref.name
 
 
+def settings() -> Settings:
+    """The server's FMNIST_* settings, read afresh (cheap); frame.run_app reports a bad value in one line."""
+    return Settings.from_env()
+
+
 def checkpoint_dir() -> Path:
-    """Where saved models live; tests point FMNIST_CHECKPOINT_DIR at a temp folder."""
-    return Path(os.environ.get("FMNIST_CHECKPOINT_DIR", CHECKPOINT_DIR))
+    """Where saved models live ($FMNIST_CHECKPOINT_DIR; tests point it at a temp folder)."""
+    return settings().checkpoint_dir
 
 
 @st.cache_resource(show_spinner="Loading Fashion-MNIST ...")
@@ -131,13 +136,13 @@ def offer_download() -> None:
 
 
 @st.cache_resource(max_entries=24, show_spinner="Loading model ...")
-def _load(path: str, mtime: float) -> Checkpoint:
+def _load(path: str, version: tuple[int, int]) -> Checkpoint:
     return load_checkpoint(path)
 
 
 @st.cache_data(max_entries=24, show_spinner="Evaluating on the 10,000 test images ...")
-def _evaluate_file(path: str, mtime: float) -> EvalResult:
-    ck = _load(path, mtime)
+def _evaluate_file(path: str, version: tuple[int, int]) -> EvalResult:
+    ck = _load(path, version)
     return evaluate_test(ck.model, tta_flip=ck.tta_flip, data=_dataset())
 
 
@@ -148,15 +153,24 @@ def session_models() -> dict[str, Checkpoint]:
     return st.session_state[keys.SESSION_MODELS]
 
 
+def file_version(path: str | os.PathLike) -> tuple[int, int]:
+    """(size, mtime in ns) of a model file: the one cache key for "this file, as it is now".
+
+    Raises:
+        OSError: the file is gone.
+    """
+    st_ = Path(path).stat()
+    return st_.st_size, st_.st_mtime_ns
+
+
 def folder_signature(folder: Path) -> tuple:
     """(name, size, mtime) of every checkpoint in `folder`: it changes when a model is saved, replaced or deleted."""
     sig = []
     for p in list_checkpoints(folder):
         try:
-            st_ = p.stat()
+            sig.append((p.name, *file_version(p)))
         except OSError:
             continue
-        sig.append((p.name, st_.st_size, st_.st_mtime_ns))
     return tuple(sig)
 
 
@@ -182,7 +196,7 @@ def available_models() -> list[ModelEntry]:
 def get_checkpoint(ref: ModelRef) -> Checkpoint:
     if ref.kind == "session":
         return session_models()[ref.name]
-    return _load(ref.path, Path(ref.path).stat().st_mtime)
+    return _load(ref.path, file_version(ref.path))
 
 
 def get_eval(ref: ModelRef) -> EvalResult:
@@ -195,7 +209,7 @@ def get_eval(ref: ModelRef) -> EvalResult:
                 cache[ref.name] = evaluate_test(ck.model, tta_flip=ck.tta_flip, data=dataset())
         return cache[ref.name]
     dataset()  # a missing dataset stops here with instructions
-    return _evaluate_file(ref.path, Path(ref.path).stat().st_mtime)
+    return _evaluate_file(ref.path, file_version(ref.path))
 
 
 def get_eval_or_stop(entry: ModelEntry) -> EvalResult:
@@ -263,9 +277,11 @@ def require_model() -> tuple[ModelEntry, Checkpoint]:
         raise
 
 
-def open_mistakes(true: int, pred: int) -> None:
-    """Open Misclassified filtered to one confusion cell (true class, predicted class)."""
+def open_mistakes(true: int, pred: int, image: int | None = None) -> None:
+    """Open Misclassified filtered to one confusion cell (true class, predicted class), with `image` selected."""
     st.session_state[keys.MIS_FILTER] = (true, pred)
+    if image is not None:
+        st.session_state[keys.MIS_SELECTED] = image
     st.switch_page(MISCLASSIFIED.path)
 
 

@@ -6,7 +6,6 @@ student's run. A closed tab stops its sweep after the grace period, as it cancel
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,32 +14,11 @@ from typing import Any
 import streamlit as st
 
 from app_support import keys
-from app_support.state import checkpoint_dir
+from app_support.leases import Lease, forget, register, touch_sweeps
+from app_support.state import checkpoint_dir, settings
 from app_support.training import job_manager, owner
 from fmnist.checkpoints import FolderLimits, sanitize_name
-from fmnist.sweep import DEFAULT_STORAGE, Param, SweepError, SweepSpec, check_spec, run_sweep, storage_for
-
-
-class Lease:
-    """A sweep's stop signal: stopped by the user, or by its session ending (after a grace period)."""
-
-    def __init__(self, grace_s: float):
-        self.grace_s = grace_s
-        self._stopped = threading.Event()
-        self._released_at: float | None = None
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    def release(self) -> None:  # the session went away
-        self._released_at = time.monotonic()
-
-    def touch(self) -> None:  # the session is (back) here
-        self._released_at = None
-
-    def is_set(self) -> bool:
-        gone = self._released_at is not None and time.monotonic() - self._released_at > self.grace_s
-        return self._stopped.is_set() or gone
+from fmnist.sweep import Param, SweepError, SweepSpec, check_spec, run_sweep, storage_for
 
 
 @dataclass
@@ -56,27 +34,18 @@ class SweepRun:
     def active(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
+    @property
+    def stopped(self) -> bool:
+        """Stopped by its user, or by its session ending."""
+        return self.lease.is_set()
 
-_LEASES: dict[str, list[Lease]] = {}  # owner token -> its sweeps' leases (released when the tab closes)
-_LEASES_LOCK = threading.Lock()
-
-
-def release_sweeps(token: str) -> None:
-    """Called when a session ends: its sweeps stop after the grace period unless it comes back."""
-    with _LEASES_LOCK:
-        for lease in _LEASES.get(token, []):
-            lease.release()
-
-
-def touch_sweeps(token: str) -> None:
-    with _LEASES_LOCK:
-        for lease in _LEASES.get(token, []):
-            lease.touch()
+    def stop(self) -> None:
+        self.lease.stop()
 
 
 def storage() -> str:
     """Where the app's studies live: $FMNIST_SWEEP_STORAGE, else SQLite under runs/."""
-    return os.environ.get("FMNIST_SWEEP_STORAGE", DEFAULT_STORAGE)
+    return settings().sweep_storage
 
 
 def current_sweep() -> SweepRun | None:
@@ -99,14 +68,19 @@ def start_sweep(arch: str, params: list[Param], trials: int, fixed: dict[str, An
     token = owner()
     study = f"{arch}-{token[:6]}-sweep{n}"
     spec = SweepSpec(
-        study=study, params=params, trials=trials, fixed={"arch": arch, **fixed}, storage=storage(), pruner=pruner,
-        save_to=checkpoint_dir() / f"sweep-{sanitize_name(study)}.safetensors", limits=FolderLimits.from_env(),
-    )  # fmt: skip
+        study=study,
+        params=params,
+        trials=trials,
+        fixed={"arch": arch, **fixed},
+        storage=storage(),
+        pruner=pruner,
+        save_to=checkpoint_dir() / f"sweep-{sanitize_name(study)}.safetensors",
+        limits=FolderLimits.from_settings(settings()),
+    )
     check_spec(spec)
     st.session_state[keys.SWEEP_COUNT] = n
-    lease = Lease(float(os.environ.get("FMNIST_ORPHAN_GRACE_S", "60")))
-    with _LEASES_LOCK:
-        _LEASES.setdefault(token, []).append(lease)
+    lease = Lease(settings().orphan_grace_s)
+    register(token, lease)
     run = SweepRun(spec, lease)
     manager = job_manager()  # here, in the script thread: the sweep's thread has no Streamlit context
 
@@ -118,9 +92,7 @@ def start_sweep(arch: str, params: list[Param], trials: int, fixed: dict[str, An
         except Exception as e:  # the page shows it; the server goes on
             run.error = f"{type(e).__name__}: {e}"
         finally:
-            with _LEASES_LOCK:
-                if lease in _LEASES.get(token, []):
-                    _LEASES[token].remove(lease)
+            forget(token, lease)
 
     run.thread = threading.Thread(target=body, name=f"fmnist-sweep-{study}", daemon=True)
     run.thread.start()

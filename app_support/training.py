@@ -7,28 +7,28 @@ fmnist.config plus one line in WIDGETS and LAYOUT.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
 from app_support import keys
+from app_support.leases import release_sweeps
 from app_support.links import hidden
-from app_support.state import ModelRef, checkpoint_dir, select_model, session_models
+from app_support.state import ModelRef, checkpoint_dir, select_model, session_models, settings
+from fmnist.artifacts import build_card, save_trained
 from fmnist.checkpoints import (
     Checkpoint,
     CheckpointExists,
     FolderLimits,
-    build_card,
     checkpoint_path,
-    save_trained,
     to_bytes,
 )
-from fmnist.config import PRESETS, ConfigError, Described, TrainConfig, option_fields, preset_config, trainable_models
-from fmnist.jobs import Job, JobManager, format_wait
+from fmnist.config import PRESETS, ConfigError, Described, TrainConfig, options, preset_config, trainable_models
+from fmnist.jobs import Job, JobManager, LocalBackend, format_wait
 
 PRESET_LABELS = {
     "student": "Student run (5,000 images: seconds, for a whole class)",
@@ -36,12 +36,12 @@ PRESET_LABELS = {
     "best": "Best: ResNet (half an hour or more on a CPU)",
     **{k: f"Public recipe: {k}" for k in PRESETS if k not in ("quick", "best", "student")},
 }
-# How each option is offered on this page (the option's own range is checked by TrainConfig):
-# "options" makes a select slider, "slider" a slider, otherwise a number input; lo/hi narrow the range.
+# How each option is offered on this page; its range is the option's own (fmnist.config's Opt):
+# "options" makes a select slider, "slider" a slider with that step, otherwise a number input.
 WIDGETS: dict[str, dict[str, Any]] = {
-    "epochs": {"hi": 200},
+    "epochs": {},
     "batch_size": {"options": [16, 32, 64, 128, 256, 512, 1024]},
-    "lr": {"lo": 1e-5, "hi": 10.0, "format": "%.4f"},
+    "lr": {"format": "%.5f"},
     "optimizer": {},
     "schedule": {},
     "val_fraction": {"options": [0.05, 0.1, 0.2, 0.3]},
@@ -49,17 +49,17 @@ WIDGETS: dict[str, dict[str, Any]] = {
     "erase": {"slider": 0.1},
     "erase_size": {"slider": 2},
     "flip": {},
-    "shift": {"slider": 0.05, "hi": 0.3},
-    "rotate": {"slider": 5.0, "hi": 30.0},
-    "zoom": {"slider": 0.05, "hi": 0.3},
-    "weight_decay": {"hi": 0.5, "format": "%.5f"},
-    "label_smoothing": {"slider": 0.05, "hi": 0.3},
-    "patience": {"hi": 50},
+    "shift": {"slider": 0.05},
+    "rotate": {"slider": 5.0},
+    "zoom": {"slider": 0.05},
+    "weight_decay": {"format": "%.5f"},
+    "label_smoothing": {"slider": 0.05},
+    "patience": {},
     "seed": {},
     "restore_best": {},
     "monitor": {},
     "precision": {},
-    "time_budget": {"hi": 3600.0, "step": 10.0},
+    "time_budget": {"step": 10.0},
 }
 LAYOUT = [  # rows of the form; the second group sits in an expander
     ["epochs", "batch_size", "lr"],
@@ -70,8 +70,9 @@ MORE = [
     ["weight_decay", "label_smoothing", "patience", "seed"],
     ["restore_best", "monitor", "precision", "time_budget"],
 ]
-_DESCRIBED = {d.name: d for d in option_fields()}
-_SAVE_LOCK = threading.Lock()  # guards the check-and-claim of run.saved_as
+
+_SAVE_LOCK = threading.Lock()  # guards the check-and-claim of a run's saved name
+_SAVED: dict[int, str] = {}  # job id -> the name its model was saved as (one save per run)
 
 
 def option_widget(d: Described, value: Any, key: str, disabled: bool) -> Any:
@@ -86,8 +87,7 @@ def option_widget(d: Described, value: Any, key: str, disabled: bool) -> Any:
     if "options" in w:
         return st.select_slider(label, sorted({*w["options"], value}), value, **common)
     optional = d.field.default is None  # 0 means off
-    lo = 0 if optional else w.get("lo", o.lo)
-    hi = w.get("hi", o.hi)
+    lo, hi = (0 if optional else o.lo), o.hi
     start = d.kind(value if value is not None else 0)
     if "slider" in w:
         return st.slider(label, d.kind(lo), d.kind(hi), start, d.kind(w["slider"]), **common)
@@ -101,7 +101,7 @@ def _rows(rows: list[list[str]], base: dict[str, Any], prefix: str, disabled: bo
     for row in rows:
         for col, name in zip(st.columns(len(row)), row):
             with col:
-                values[name] = option_widget(_DESCRIBED[name], base[name], prefix + name, disabled)
+                values[name] = option_widget(options()[name], base[name], prefix + name, disabled)
     return values
 
 
@@ -129,25 +129,44 @@ def config_form(disabled: bool) -> TrainConfig | None:
         return None
 
 
-@st.cache_resource(show_spinner=False)
-def job_manager() -> JobManager:
-    """The server's one job manager: runs train in worker processes, FMNIST_MAX_TRAININGS at once.
+@dataclass(frozen=True)
+class Runs:
+    """The server's one job manager, and what the app says about where runs train."""
 
-    A closed tab's run is cancelled after FMNIST_ORPHAN_GRACE_S seconds (default 60): a dropped
-    connection that comes back within that time keeps its run. With FMNIST_RAY_ADDRESS set, runs
-    train on that Ray cluster instead (docs/DEPLOY.md: A lab of PCs).
+    manager: JobManager
+    note: str | None  # why runs train here and not on the lab's cluster, when it is down
+
+
+@st.cache_resource(show_spinner=False)
+def _runs() -> Runs:
+    """Runs train in worker processes, FMNIST_MAX_TRAININGS at once (fmnist.settings).
+
+    A closed tab's run is cancelled after FMNIST_ORPHAN_GRACE_S seconds: a dropped connection that
+    comes back within that time keeps its run. With FMNIST_RAY_ADDRESS set, runs train on that Ray
+    cluster instead (docs/DEPLOY.md: A lab of PCs).
     """
-    from fmnist.jobs import LocalBackend
     from fmnist.ray_backend import backend_from_env  # imports ray only when FMNIST_RAY_ADDRESS is set
 
-    grace = float(os.environ.get("FMNIST_ORPHAN_GRACE_S", "60"))
+    s = settings()
     try:
-        backend, note = backend_from_env(), None
+        backend, note = backend_from_env(s), None
     except ConnectionError as e:  # the lab's cluster is down: the class still trains, on this server
         backend, note = LocalBackend(), f"{e} Runs train on this server instead."
-    manager = JobManager(orphan_grace_s=grace, backend=backend)
-    manager.note = note
-    return manager
+    return Runs(JobManager(backend=backend, settings=s), note)
+
+
+def job_manager() -> JobManager:
+    return _runs().manager
+
+
+def backend_note() -> str | None:
+    """Why runs train on this server although a cluster was named (None when all is as set)."""
+    return _runs().note
+
+
+def heartbeat() -> None:
+    """This tab is still here: its run is not orphaned."""
+    job_manager().touch(owner())
 
 
 def owner() -> str:
@@ -160,8 +179,6 @@ def owner() -> str:
 
 
 def _owner_gone(token: str) -> None:
-    from app_support.sweeps import release_sweeps
-
     job_manager().orphan(token)  # cancelled after the grace period unless the session comes back
     release_sweeps(token)  # the same for its sweep
 
@@ -237,7 +254,7 @@ def save_run(run: Job, name: str) -> str:
     """Evaluate on the test set and save into the checkpoint folder; return the saved name.
 
     One save per run. The file is created exclusively, so when two students pick the same name
-    at the same moment one wins and the other is told; the folder's quota (FolderLimits.from_env)
+    at the same moment one wins and the other is told; the folder's quota (FMNIST_MAX_SAVED_*)
     is checked under the folder's lock.
 
     Raises:
@@ -245,20 +262,28 @@ def save_run(run: Job, name: str) -> str:
         CheckpointError: the name exists, the folder is full, or the run was already saved.
     """
     with _SAVE_LOCK:  # claim the run: a second click or tab cannot save it twice
-        if run.saved_as:
-            raise CheckpointExists(f"this run is already saved as {run.saved_as!r}")
-        run.saved_as = name
+        if run.id in _SAVED:
+            raise CheckpointExists(f"this run is already saved as {_SAVED[run.id]!r}")
+        _SAVED[run.id] = name
     try:
         path = checkpoint_path(name, checkpoint_dir())  # raises ValueError on unusable names
         extra = {"name": path.stem, "saved_from": "Train page", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        save_trained(run.result, path, command=None, overwrite=False, limits=FolderLimits.from_env(), **extra)
+        limits = FolderLimits.from_settings(settings())
+        save_trained(run.result, path, command=None, overwrite=False, limits=limits, **extra)
     except BaseException:
-        run.saved_as = None
+        with _SAVE_LOCK:
+            _SAVED.pop(run.id, None)
         raise
-    run.saved_as = path.stem
+    with _SAVE_LOCK:
+        _SAVED[run.id] = path.stem
     session_models().pop(run.label, None)
     select_model(ModelRef.file(path))
     return path.stem
+
+
+def saved_name(run: Job) -> str | None:
+    """The name this run's model was saved as, if it was."""
+    return _SAVED.get(run.id)
 
 
 def download_bytes(run: Job) -> bytes:

@@ -18,7 +18,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .config import TrainConfig
-from .data import MEAN, STD, load_dataset
+from .data import MEAN, STD, FashionMNIST, load_dataset
 from .models import create_model
 from .preprocess import preprocess
 from .runtime import CPU_FLAGS, cpu_has_bf16, machine, predict_logits
@@ -75,13 +75,15 @@ def _tensor_round(tr: Trainer, x_all: torch.Tensor, y_all: torch.Tensor, batches
     return time.perf_counter() - t0
 
 
-def run(arch: str = "cnn2", batch_size: int = 128, batches: int = 40, rounds: int = 3) -> dict[str, Any]:
+def run(
+    arch: str = "cnn2", batch_size: int = 128, batches: int = 40, rounds: int = 3, data: FashionMNIST | None = None
+) -> dict[str, Any]:
     """Measure training images/s of both loops, test-set eval time and single-image latency.
 
     The sides alternate round by round. 'tensor_*' sides run `fmnist.train.Trainer.step`, the
     step the training loop ships with; bf16 is measured only where the CPU has it natively.
     """
-    ds = load_dataset()
+    ds = data or load_dataset()
     x_all, y_all = ds.train_images, ds.train_labels
     precisions = ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
     steps = (rounds * batches + 3) * 2
@@ -120,6 +122,7 @@ def run(arch: str = "cnn2", batch_size: int = 128, batches: int = 40, rounds: in
         if i >= 10:
             lat.append((time.perf_counter() - t0) * 1000)
     return {
+        "date": time.strftime("%Y-%m-%d"),
         "arch": arch,
         "batch_size": batch_size,
         "threads": torch.get_num_threads(),
@@ -141,8 +144,10 @@ def run(arch: str = "cnn2", batch_size: int = 128, batches: int = 40, rounds: in
 def print_report(r: dict[str, Any]) -> None:
     m = r["machine"]
     print(f"{m['cpu']} ({m['cores']} cores; flags: {', '.join(m['cpu_flags']) or 'none of ' + ', '.join(CPU_FLAGS)})")
-    print(f"{r['arch']}, batch {r['batch_size']}, {r['threads']} threads, "
-          f"{r['rounds']} alternating rounds of {r['batches_per_round']} batches")  # fmt: skip
+    print(
+        f"{r['arch']}, batch {r['batch_size']}, {r['threads']} threads, "
+        f"{r['rounds']} alternating rounds of {r['batches_per_round']} batches"
+    )
     for k, v in r["images_per_s"].items():
         sp = r["speedup_vs_dataloader"].get(k)
         print(f"  {k:<16} {v:>9,.0f} images/s" + (f"   {sp:.2f}x the DataLoader loop" if sp else ""))

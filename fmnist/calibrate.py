@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from torch import nn
 
-from .data import FashionMNIST
+from .data import FashionMNIST, split_indices
 from .runtime import predict_logits
 
 T_RANGE = (0.05, 20.0)
@@ -36,10 +36,14 @@ def fit_temperature(logits: torch.Tensor | np.ndarray, labels: torch.Tensor | np
     return float(np.exp(res.x))
 
 
-def calibrated_probs(logits: torch.Tensor | np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(logits / T), as float32 numpy."""
+def calibrated_probs(logits: torch.Tensor | np.ndarray, temperature: float | None) -> np.ndarray:
+    """softmax(logits / T), as float32 numpy; T None (a card without one) is T = 1.
+
+    Every calibrated probability in the project comes from here: the CLI's predict, the app's
+    Predict page and the test-set ECE of a card.
+    """
     z = torch.as_tensor(np.asarray(logits), dtype=torch.float32)
-    return (z / temperature).softmax(-1).numpy()
+    return (z / (temperature or 1.0)).softmax(-1).numpy()
 
 
 def validation_logits(model: nn.Module, config: dict, data: FashionMNIST) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,7 +51,6 @@ def validation_logits(model: nn.Module, config: dict, data: FashionMNIST) -> tup
     from dataclasses import fields
 
     from .config import TrainConfig
-    from .train import split_indices
 
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig.from_dict({k: v for k, v in config.items() if k in known})

@@ -9,7 +9,6 @@ either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import re
@@ -29,14 +28,11 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from .data import load_dataset
-from .evaluate import EvalResult, evaluate_test
 from .models import ModelSizeError, checked_model_size, count_params, create_model, get_spec
-from .runtime import machine
+from .settings import CHECKPOINT_DIR, Settings
 
 FORMAT = "fmnist-checkpoint/1"
 SUFFIX = ".safetensors"
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 MAX_BYTES = 128 * 2**20  # refuse absurd files before reading them (models.MAX_PARAMS in fp16 is 100 MB)
 MAX_HEADER_BYTES = 8 * 2**20  # the safetensors header: the tensor index plus the card
 MAX_CARD_BYTES = 2 * 2**20
@@ -85,15 +81,14 @@ class FolderFull(CheckpointError):
 class FolderLimits:
     """A quota on the models saved into a shared folder (the shipped ones are not counted)."""
 
-    max_models: int = 200
-    max_bytes: int = 2 * 2**30
+    max_models: int = Settings.max_saved_models
+    max_bytes: int = Settings().max_saved_bytes
 
     @classmethod
-    def from_env(cls) -> FolderLimits:
-        """FMNIST_MAX_SAVED_MODELS and FMNIST_MAX_SAVED_MB, where set."""
-        models = os.environ.get("FMNIST_MAX_SAVED_MODELS")
-        mb = os.environ.get("FMNIST_MAX_SAVED_MB")
-        return cls(int(models) if models else cls.max_models, int(float(mb) * 2**20) if mb else cls.max_bytes)
+    def from_settings(cls, settings: Settings | None = None) -> FolderLimits:
+        """$FMNIST_MAX_SAVED_MODELS and $FMNIST_MAX_SAVED_MB (fmnist.settings)."""
+        s = settings or Settings.from_env()
+        return cls(s.max_saved_models, s.max_saved_bytes)
 
     def check(self, directory: Path, incoming: int, replacing: Path | None = None) -> None:
         """Raise FolderFull if one more file of `incoming` bytes would exceed the quota."""
@@ -455,101 +450,7 @@ def scan_cards(directory: str | os.PathLike = CHECKPOINT_DIR) -> list[tuple[Path
     return out
 
 
-def build_card(result: Any, test: dict[str, Any] | None = None, command: str | None = None) -> dict[str, Any]:
-    """The model card for a `fmnist.train.TrainResult`: recipe, history, metrics, provenance.
-
-    Args:
-        result: the TrainResult of a run that did not diverge.
-        test: test-set metrics (EvalResult.summary() plus per-class rows), if measured.
-        command: the command line that produced the run, for reproduction.
-    """
-    cfg = result.config
-    return {
-        "arch": cfg.arch,
-        "kwargs": cfg.model_kwargs,
-        "config": cfg.to_dict(),
-        "status": result.status,
-        "message": result.message,
-        "seed": cfg.seed,
-        "history": result.history,
-        "best_epoch": result.best_epoch,
-        "metrics": {"val": val_metrics(result.val_acc, result.val_loss), "test": test or {}},
-        "train_time_s": round(result.train_time_s, 2),
-        "device": result.device,
-        "precision": result.precision,
-        "data_checksum": result.data_checksum,
-        "command": command,
-        "versions": versions(),
-        "machine": machine(),  # what train_time_s was measured on: CPU model and flags, cores, GPU
-    }
-
-
-def val_metrics(acc: float, loss: float) -> dict[str, Any]:
-    """A card's validation metrics, naming their split: {"split": "none"} when the run had none."""
-    if math.isnan(acc):
-        return {"split": "none"}
-    return {"split": "validation", "accuracy": float(acc), "loss": float(loss)}
-
-
 def card_test_accuracy(card: dict[str, Any]) -> float | None:
     """The test accuracy a model card records, if any."""
     acc = card.get("metrics", {}).get("test", {}).get("accuracy")
     return acc if isinstance(acc, float) else None
-
-
-def save_trained(
-    result: Any,
-    path: str | os.PathLike,
-    command: str | None = None,
-    *,
-    overwrite: bool = True,
-    limits: FolderLimits | None = None,
-    **extra: Any,
-) -> tuple[Path, EvalResult]:
-    """Round a finished run's weights to fp16, evaluate them on the test set, write the card.
-
-    The UI and the CLI both save through here, so every card's test metrics describe exactly
-    the saved weights. `overwrite` and `limits` are save_checkpoint's. Returns (path, EvalResult).
-    """
-    round_to_fp16(result.model)
-    ev = evaluate_test(result.model, tta_flip=result.config.tta_flip)
-    card = {**build_card(result, ev.card_metrics(), command), **extra}
-    if result.config.val_fraction > 0:  # temperature scaling, fitted on the run's own validation split
-        from .calibrate import fit_for
-
-        card["temperature"] = fit_for(result.model, result.config.to_dict(), load_dataset())
-        card["metrics"]["test"]["ece_calibrated"] = ev.calibrated_ece(card["temperature"])
-    return save_checkpoint(result.model, card, path, overwrite=overwrite, limits=limits), ev
-
-
-def build_ensemble(members: list[Checkpoint], vote: str = "soft") -> nn.Module:
-    """An Ensemble whose members carry the weights of saved checkpoints."""
-    if not members:
-        raise CheckpointError("an ensemble needs at least one checkpoint")
-    if any(m.card["arch"] == "ensemble" for m in members):
-        raise CheckpointError("an ensemble cannot contain another ensemble")
-    specs = [{"arch": m.card["arch"], "kwargs": m.card.get("kwargs", {})} for m in members]
-    model = create_model("ensemble", members=specs, vote=vote)
-    for slot, m in zip(model.members, members):
-        slot.load_state_dict(m.model.state_dict())
-    return model.eval()
-
-
-def make_ensemble(
-    members: list[Checkpoint], vote: str = "soft", command: str | None = None
-) -> tuple[Checkpoint, EvalResult]:
-    """An ensemble of saved checkpoints, evaluated on the test set, with its model card.
-
-    Returns (checkpoint, EvalResult); save it with `save_checkpoint(ck.model, ck.card, path)`.
-    """
-    model = build_ensemble(members, vote)
-    ev = evaluate_test(model)
-    card = {
-        "arch": "ensemble", "kwargs": {"members": model.member_specs, "vote": vote},
-        "members": [{"name": m.name, "arch": m.card["arch"], "test_accuracy": card_test_accuracy(m.card)} for m in members],
-        "metrics": {"test": ev.card_metrics(), "val": {"split": "none"}},  # an ensemble is not validated itself
-        "train_time_s": sum(m.card.get("train_time_s", 0) for m in members),
-        "data_checksum": load_dataset().checksum,
-        "command": command, "history": [], "config": {"tta_flip": False, "arch": "ensemble"},
-    }  # fmt: skip
-    return Checkpoint(model, card), ev

@@ -14,21 +14,21 @@ import shlex
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import bench as bench_mod
+from .artifacts import make_ensemble, save_trained
+from .calibrate import calibrated_probs
 from .checkpoints import (
-    CHECKPOINT_DIR,
     CheckpointError,
     load_checkpoint,
-    make_ensemble,
     round_to_fp16,
     sanitize_name,
     save_checkpoint,
-    save_trained,
 )
 from .config import (
     DEFAULT_PRESET,
@@ -38,6 +38,8 @@ from .config import (
     explain_config,
     make_config,
     option_fields,
+    options,
+    parse_value,
     trainable_models,
 )
 from .data import CLASSES, DatasetError, load_dataset
@@ -45,6 +47,7 @@ from .evaluate import EvalResult, evaluate_test
 from .models import checked_model_size, count_params, get_spec, list_models, param_count
 from .preprocess import ImageError, preprocess
 from .runtime import predict_logits
+from .settings import Settings, SettingsError
 from .train import BatchEvent, DoneEvent, EpochEvent, iter_training
 
 
@@ -68,9 +71,15 @@ def cmd_models(a: argparse.Namespace) -> int:
     for name in list_models():
         spec = get_spec(name)
         rows.append(
-            {"name": name, "params": param_count(name), "reported": spec.reported,
-             "description": spec.description, "recipe": spec.recipe, "source": spec.source}
-        )  # fmt: skip
+            {
+                "name": name,
+                "params": param_count(name),
+                "reported": spec.reported,
+                "description": spec.description,
+                "recipe": spec.recipe,
+                "source": spec.source,
+            }
+        )
     if a.json:
         emit_json({"models": rows, "presets": list(PRESETS)})
         return 0
@@ -83,8 +92,10 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 
 def _option_overrides(a: argparse.Namespace) -> dict[str, Any]:
-    """The options given on the command line (None: not given, the recipe's value stands)."""
-    return {d.name: getattr(a, d.name) for d in option_fields()}
+    """The options given on the command line (None: not given, the recipe's value stands), parsed by
+    fmnist.config.parse_value: the rules of lesson links and sweeps, and a one-line ConfigError."""
+    given = {d.name: getattr(a, d.name) for d in option_fields()}
+    return {n: parse_value(options()[n], v) if isinstance(v, str) else v for n, v in given.items()}
 
 
 def _model_kwargs(text: str, arch: str) -> dict[str, Any]:
@@ -131,8 +142,10 @@ class Progress:
             print(
                 f"\r[{bar:<30}] epoch {ev.epoch} {ev.batch}/{ev.batches} loss {ev.loss:.3f} "
                 f"acc {ev.acc:.3f} {ev.images_per_s:,.0f} img/s ETA {ev.eta:.0f}s ",
-                end="", file=sys.stderr, flush=True,
-            )  # fmt: skip
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
         elif isinstance(ev, EpochEvent):
             star = " *" if ev.is_best else ""
             val = (
@@ -142,8 +155,9 @@ class Progress:
                 f"\repoch {ev.epoch:>3}/{ev.epochs}  train loss {ev.train_loss:.4f} acc {ev.train_acc:.4f}  "
                 f"{val}  lr {ev.lr:.2e}  "
                 f"{ev.images_per_s:,.0f} img/s  {ev.elapsed:.1f}s{star}",
-                file=sys.stderr, flush=True,
-            )  # fmt: skip
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _finite(x: float) -> float | None:
@@ -151,12 +165,15 @@ def _finite(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def default_out(base: str) -> Path:
-    return CHECKPOINT_DIR / f"{base}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
+def default_out(settings: Settings, base: str) -> Path:
+    """A new file in the checkpoint folder ($FMNIST_CHECKPOINT_DIR, as the app lists it)."""
+    return settings.checkpoint_dir / f"{base}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
 
 
 @contextlib.contextmanager
-def training_events(cfg: TrainConfig, data: Any, ray_address: str | None, quiet: bool) -> Iterator[Iterator[Any]]:
+def training_events(
+    cfg: TrainConfig, data: Any, settings: Settings, ray_address: str | None, quiet: bool
+) -> Iterator[Iterator[Any]]:
     """The run's events: trained here, or on the Ray cluster at `ray_address` (weights come back here)."""
     if not ray_address:
         try:
@@ -166,7 +183,7 @@ def training_events(cfg: TrainConfig, data: Any, ray_address: str | None, quiet:
         return
     from .jobs import JobFailed, follow
 
-    manager = make_manager(ray_address)
+    manager = make_manager(settings, ray_address)
     job = manager.submit(cfg, label=f"{cfg.arch}-cli")
     if not quiet:
         print(f"submitted to the Ray cluster at {ray_address}; pending until it has room", file=sys.stderr)
@@ -180,16 +197,16 @@ def training_events(cfg: TrainConfig, data: Any, ray_address: str | None, quiet:
         manager.shutdown()
 
 
-def make_manager(ray_address: str | None) -> Any:
+def make_manager(settings: Settings, ray_address: str | None) -> Any:
     """A JobManager here (local worker processes), or on the Ray cluster at `ray_address`."""
-    from .jobs import JobManager
+    from .jobs import JobManager, LocalBackend
 
     if not ray_address:
-        return JobManager(heartbeat_s=None)
+        return JobManager(heartbeat_s=None, backend=LocalBackend(settings.data_dir), settings=settings)
     from .ray_backend import RayBackend
 
     try:
-        return JobManager(backend=RayBackend(ray_address), heartbeat_s=None)
+        return JobManager(backend=RayBackend(ray_address), heartbeat_s=None, settings=settings)
     except ConnectionError as e:
         raise CLIError(str(e)) from None
 
@@ -207,25 +224,31 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     try:
         params = [parse_param(t) for t in a.param or []]
         spec = SweepSpec(
-            study="", params=params, trials=a.trials, fixed=fixed, preset=a.preset, resume=a.resume, pruner=a.pruner,
+            study="",
+            params=params,
+            trials=a.trials,
+            fixed=fixed,
+            preset=a.preset,
+            resume=a.resume,
+            pruner=a.pruner,
             seed=a.sampler_seed,
-        )  # fmt: skip
+        )
         spec.study = a.study or f"{spec.arch}-sweep"
-        spec.storage = a.storage or spec.storage
-        spec.save_to = a.out or CHECKPOINT_DIR / f"sweep-{sanitize_name(spec.study)}.safetensors"
+        spec.storage = a.storage or a.settings.sweep_storage
+        spec.save_to = a.out or a.settings.checkpoint_dir / f"sweep-{sanitize_name(spec.study)}.safetensors"
         check_spec(spec)
     except SweepError as e:
         raise CLIError(str(e)) from None
-    load_dataset(a.data_dir)  # a missing dataset stops here, with instructions
+    data = load_dataset(a.data_dir)  # a missing dataset stops here, with instructions
 
     def line(t: dict) -> None:
         if not a.json:
             value = "-" if t["value"] is None else f"{t['value']:.4f}"
             print(f"trial {t['number']:>3}  {t['state']:<8} {value:>7}  after {t['epochs']} epoch(s)  {t['params']}")
 
-    manager = make_manager(a.ray)
+    manager = make_manager(a.settings, a.ray)
     try:
-        result = run_sweep(spec, manager, on_trial=line)
+        result = run_sweep(spec, manager, on_trial=line, data=data)
     except SweepError as e:
         raise CLIError(str(e)) from None
     except KeyboardInterrupt:
@@ -248,7 +271,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.show_config:
         emit_json({"config": cfg.to_dict(), "origin": origin}) if a.json else print_config(cfg, origin)
         return 0
-    out = Path(a.out) if a.out else default_out(a.preset or a.arch or "quick")
+    out = Path(a.out) if a.out else default_out(a.settings, a.preset or a.arch or "quick")
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
     if out.exists() and not a.force and not a.dry_run:
@@ -257,7 +280,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     wall0 = time.perf_counter()
     progress = Progress(a.json)
     result = None
-    with training_events(cfg, data, a.ray, progress.quiet) as events:
+    with training_events(cfg, data, a.settings, a.ray, progress.quiet) as events:
         for ev in events:
             progress(ev)
             if isinstance(ev, DoneEvent):
@@ -265,19 +288,26 @@ def cmd_train(a: argparse.Namespace) -> int:
     wall = time.perf_counter() - wall0
     assert result is not None
     summary: dict[str, Any] = {
-        "status": result.status, "message": result.message, "arch": cfg.arch, "preset": a.preset,
-        "train_time_s": round(result.train_time_s, 2), "wall_time_s": round(wall, 2),
-        "best_epoch": result.best_epoch, "val_accuracy": _finite(result.val_acc), "params": result.params,
-        "device": result.device, "precision": result.precision,
-    }  # fmt: skip
+        "status": result.status,
+        "message": result.message,
+        "arch": cfg.arch,
+        "preset": a.preset,
+        "train_time_s": round(result.train_time_s, 2),
+        "wall_time_s": round(wall, 2),
+        "best_epoch": result.best_epoch,
+        "val_accuracy": _finite(result.val_acc),
+        "params": result.params,
+        "device": result.device,
+        "precision": result.precision,
+    }
     if result.model is None:  # diverged: nothing is saved
         summary["checkpoint"] = None
         emit_json(summary) if a.json else err(result.message)
         return 3
     if a.dry_run:
-        full, path = evaluate_test(round_to_fp16(result.model), tta_flip=cfg.tta_flip), None
+        full, path = evaluate_test(round_to_fp16(result.model), tta_flip=cfg.tta_flip, data=data), None
     else:
-        path, full = save_trained(result, out, a.command_line, preset=a.preset, wall_time_s=round(wall, 2))
+        path, full = save_trained(result, out, a.command_line, data=data, preset=a.preset, wall_time_s=round(wall, 2))
     summary.update(
         test_accuracy=full.accuracy, test_loss=full.loss, macro_f1=full.macro_f1, checkpoint=str(path) if path else None
     )
@@ -311,16 +341,25 @@ def print_report(res: EvalResult) -> None:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     ckpt = load_checkpoint(a.checkpoint)
-    load_dataset(a.data_dir)
+    data = load_dataset(a.data_dir)
     t0 = time.perf_counter()
-    full = evaluate_test(ckpt.model, tta_flip=ckpt.tta_flip, limit=a.limit)
+    full = evaluate_test(ckpt.model, tta_flip=ckpt.tta_flip, limit=a.limit, data=data)
     dt = time.perf_counter() - t0
     t = ckpt.temperature
     ece_cal = full.calibrated_ece(t) if t else None
     if a.json:
-        emit_json({"checkpoint": str(a.checkpoint), "arch": ckpt.card["arch"], "params": count_params(ckpt.model),
-                   "seconds": round(dt, 3), "tta_flip": ckpt.tta_flip, **full.card_metrics(),
-                   "temperature": t, "ece_calibrated": ece_cal})  # fmt: skip
+        emit_json(
+            {
+                "checkpoint": str(a.checkpoint),
+                "arch": ckpt.card["arch"],
+                "params": count_params(ckpt.model),
+                "seconds": round(dt, 3),
+                "tta_flip": ckpt.tta_flip,
+                **full.card_metrics(),
+                "temperature": t,
+                "ece_calibrated": ece_cal,
+            }
+        )
         return 0
     print(f"{a.checkpoint}: {ckpt.card['arch']}, {count_params(ckpt.model):,} params, {len(full.labels)} test images")
     print_report(full)
@@ -345,13 +384,21 @@ def cmd_predict(a: argparse.Namespace) -> int:
             err(f"{path}: the model produced non-finite scores for this image")
             failed += 1
             continue
-        probs = (logits / (ckpt.temperature or 1.0)).softmax(1)[0].numpy()  # calibrated where the card says how
+        probs = calibrated_probs(logits, ckpt.temperature)[0]  # calibrated where the card says how
         order = np.argsort(-probs)
         results.append(
-            {"image": str(path), "class": CLASSES[order[0]], "index": int(order[0]), "confidence": float(probs[order[0]]),
-             "probabilities": {CLASSES[i]: float(probs[i]) for i in range(len(CLASSES))}, "temperature": ckpt.temperature,
-             "preprocessing": [s for s, _ in pre.steps], "notes": pre.notes, "inverted": pre.inverted}
-        )  # fmt: skip
+            {
+                "image": str(path),
+                "class": CLASSES[order[0]],
+                "index": int(order[0]),
+                "confidence": float(probs[order[0]]),
+                "probabilities": {CLASSES[i]: float(probs[i]) for i in range(len(CLASSES))},
+                "temperature": ckpt.temperature,
+                "preprocessing": [s for s, _ in pre.steps],
+                "notes": pre.notes,
+                "inverted": pre.inverted,
+            }
+        )
         if not a.json:
             top = ", ".join(f"{CLASSES[i]} {probs[i]:.1%}" for i in order[: a.top])
             print(f"{path}: {CLASSES[order[0]]} ({probs[order[0]]:.1%})   top-{a.top}: {top}")
@@ -373,9 +420,14 @@ def cmd_export(a: argparse.Namespace) -> int:
         path = export_onnx(ckpt, out)
     except ExportError as e:
         raise CLIError(str(e)) from None
-    summary = {"checkpoint": str(a.checkpoint), "onnx": str(path), "bytes": path.stat().st_size,
-               "input": "pixels float32 (N, 1, 28, 28) in [0, 1]", "output": "logits (N, 10)",
-               "temperature": ckpt.temperature}  # fmt: skip
+    summary = {
+        "checkpoint": str(a.checkpoint),
+        "onnx": str(path),
+        "bytes": path.stat().st_size,
+        "input": "pixels float32 (N, 1, 28, 28) in [0, 1]",
+        "output": "logits (N, 10)",
+        "temperature": ckpt.temperature,
+    }
     emit_json(summary) if a.json else print(f"wrote {path} ({summary['bytes']:,} bytes): {summary['input']} -> logits")
     return 0
 
@@ -385,7 +437,7 @@ def cmd_ensemble(a: argparse.Namespace) -> int:
     if out.exists() and not a.force:
         raise CLIError(f"{out} exists; pass --force to replace it, or choose another --out")
     members = [load_checkpoint(p) for p in a.checkpoints]
-    ens, full = make_ensemble(members, a.vote, a.command_line)
+    ens, full = make_ensemble(members, a.vote, a.command_line, data=load_dataset(a.data_dir))
     path = save_checkpoint(ens.model, ens.card, out)
     if a.json:
         emit_json({"checkpoint": str(path), "test_accuracy": full.accuracy, "members": ens.card["members"]})
@@ -395,7 +447,9 @@ def cmd_ensemble(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    res = bench_mod.run(arch=a.arch, batch_size=a.batch_size, batches=a.batches, rounds=a.rounds)
+    res = bench_mod.run(
+        arch=a.arch, batch_size=a.batch_size, batches=a.batches, rounds=a.rounds, data=load_dataset(a.data_dir)
+    )
     if a.json:
         emit_json(res)
     else:
@@ -416,8 +470,13 @@ def cmd_download(a: argparse.Namespace) -> int:
 
 def cmd_data(a: argparse.Namespace) -> int:
     ds = load_dataset(a.data_dir)
-    info = {"root": str(ds.root), "train": len(ds.train_labels), "test": len(ds.test_labels),
-            "checksum": ds.checksum, "verified": ds.verified}  # fmt: skip
+    info = {
+        "root": str(ds.root),
+        "train": len(ds.train_labels),
+        "test": len(ds.test_labels),
+        "checksum": ds.checksum,
+        "verified": ds.verified,
+    }
     emit_json(info) if a.json else print("\n".join(f"{k}: {v}" for k, v in info.items()))
     return 0
 
@@ -442,11 +501,9 @@ def add_option_flags(p: argparse.ArgumentParser) -> None:
         help = f"{d.opt.help} ({DEFAULT_PRESET}: {'off' if shown is None else shown})".replace("%", "%%")
         if d.kind is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
-        else:
-            choices = d.opt.choices or None
-            p.add_argument(
-                flag, type=d.kind, default=None, choices=choices, metavar=None if choices else "N", help=help
-            )
+        else:  # the text is parsed and checked by _option_overrides
+            metavar = "{" + ",".join(d.opt.choices) + "}" if d.opt.choices else "N"
+            p.add_argument(flag, default=None, metavar=metavar, help=help)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -537,7 +594,6 @@ def _checkpoint_parsers(add: Any) -> None:
 
     ex = add("export", cmd_export, "export a checkpoint to ONNX (normalisation inside, card in the metadata)")
     ex.add_argument("checkpoint")
-    ex.add_argument("--format", choices=["onnx"], default="onnx")
     ex.add_argument("--out", required=True, help="the .onnx file")
     ex.add_argument("--force", action="store_true", help="replace an existing file")
 
@@ -552,13 +608,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     a = parser().parse_args(argv)
     a.command_line = "python -m fmnist " + " ".join(shlex.quote(s) for s in argv)
-    if getattr(a, "data_dir", None):
-        import os
-
-        os.environ["FMNIST_DATA_DIR"] = a.data_dir
     try:
+        a.settings = Settings.from_env()  # --data-dir wins over $FMNIST_DATA_DIR, for the workers too
+        if getattr(a, "data_dir", None):
+            a.settings = replace(a.settings, data_dir=Path(a.data_dir))
         return a.fn(a)
-    except (CLIError, DatasetError, CheckpointError, ConfigError, ImageError) as e:
+    except (CLIError, DatasetError, CheckpointError, ConfigError, ImageError, SettingsError) as e:
         err(str(e))
     except KeyError as e:  # unknown model names etc. carry their own message
         err(str(e.args[0]) if e.args else repr(e))

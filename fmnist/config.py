@@ -12,6 +12,7 @@ widget on the page.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
@@ -31,14 +32,15 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Opt:
-    """How one option is described and checked. Ranges are closed unless `open_lo` is set."""
+    """How one option is described and checked: its help, its label on the Train page, and its
+    allowed values (choices, or the closed range lo..hi). The CLI, lesson links, sweeps and the
+    Train page's widgets all take an option's range from here."""
 
     help: str
     label: str = ""  # the Train page's widget label
     choices: tuple[str, ...] = ()
     lo: float | None = None
     hi: float | None = None
-    open_lo: bool = False  # lo itself is not allowed (lr > 0)
     kind: type | None = None  # the value's type where the default (None) does not tell
     cli: bool = True  # offered as a --flag by the CLI
 
@@ -61,11 +63,21 @@ class Augment:
     """Per-sample random augmentation, applied to whole batches at once (fmnist.augment)."""
 
     flip: bool = option(False, "random horizontal flips (p=0.5)", label="Random flip")
-    shift: float = option(0.0, "max random shift, fraction of the side (0.1 = 2.8 px)", label="Shift (fraction)", lo=0, hi=0.5)  # fmt: skip
+    shift: float = option(
+        0.0, "max random shift, fraction of the side (0.1 = 2.8 px)", label="Shift (fraction)", lo=0, hi=0.5
+    )
     rotate: float = option(0.0, "max random rotation, degrees", label="Rotation (degrees)", lo=0, hi=180)
     zoom: float = option(0.0, "max random zoom, fraction (0.1 = 90%..110%)", label="Zoom (fraction)", lo=0, hi=0.5)
-    erase: float = option(0.0, "random-erasing probability (a 4-12 px square, or erase_size)", label="Random erasing (p)", lo=0, hi=1)  # fmt: skip
-    erase_size: int = option(0, "side of the erased square in px; 0 = random 4-12 px (Cutout uses 12-16 with p=1)", label="Erased square (px, 0 = 4-12)", lo=0, hi=28)  # fmt: skip
+    erase: float = option(
+        0.0, "random-erasing probability (a 4-12 px square, or erase_size)", label="Random erasing (p)", lo=0, hi=1
+    )
+    erase_size: int = option(
+        0,
+        "side of the erased square in px; 0 = random 4-12 px (Cutout uses 12-16 with p=1)",
+        label="Erased square (px, 0 = 4-12)",
+        lo=0,
+        hi=28,
+    )
 
     @property
     def active(self) -> bool:
@@ -80,24 +92,48 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = option(help="architecture options, e.g. {'kernel_size': 5}", factory=dict, cli=False)
     epochs: int = option(10, "epochs to train", label="Epochs", lo=1, hi=1000)
     batch_size: int = option(128, "images per batch", label="Batch size", lo=2, hi=2048)
-    lr: float = option(
-        1e-3, "learning rate (the peak for one-cycle)", label="Learning rate", lo=0, hi=100, open_lo=True
-    )
+    lr: float = option(1e-3, "learning rate (the peak for one-cycle)", label="Learning rate", lo=1e-6, hi=10)
     optimizer: Optimizer = option("adam", "optimizer", label="Optimizer", choices=get_args(Optimizer))
     momentum: float = option(0.9, "SGD momentum (Nesterov); SGD only", label="Momentum", lo=0, hi=0.999)
     weight_decay: float = option(0.0, "weight decay", label="Weight decay", lo=0, hi=0.999)
     schedule: Schedule = option("constant", "learning-rate schedule", label="LR schedule", choices=get_args(Schedule))
-    label_smoothing: float = option(0.0, "label smoothing", label="Label smoothing", lo=0, hi=0.999)
+    label_smoothing: float = option(0.0, "label smoothing", label="Label smoothing", lo=0, hi=0.5)
     augment: Augment = option(help="augmentation (see Augment)", factory=Augment, cli=False)
     val_fraction: float = option(0.1, "validation split, e.g. 0.1 or 0.2", label="Validation split", lo=0, hi=0.5)
-    patience: int | None = option(None, "early stopping: epochs without a validation gain (0 = off)", label="Early-stop patience (0 = off)", lo=1, hi=1000, kind=int)  # fmt: skip
+    patience: int | None = option(
+        None,
+        "early stopping: epochs without a validation gain (0 = off)",
+        label="Early-stop patience (0 = off)",
+        lo=1,
+        hi=1000,
+        kind=int,
+    )
     restore_best: bool = option(True, "end with the weights of the best validation epoch", label="Restore best weights")
-    monitor: Monitor = option("val_acc", "what 'best epoch' means for early stopping and restore-best (Keras watches val_loss)", label="Best epoch by", choices=get_args(Monitor))  # fmt: skip
-    subset: int | None = option(None, "train on a class-balanced subset of N images (0 = all)", label="Training images (0 = all)", lo=10, hi=60000, kind=int)  # fmt: skip
+    monitor: Monitor = option(
+        "val_acc",
+        "what 'best epoch' means for early stopping and restore-best (Keras watches val_loss)",
+        label="Best epoch by",
+        choices=get_args(Monitor),
+    )
+    subset: int | None = option(
+        None,
+        "train on a class-balanced subset of N images (0 = all)",
+        label="Training images (0 = all)",
+        lo=10,
+        hi=60000,
+        kind=int,
+    )
     seed: int = option(0, "random seed (split, init, shuffling, augmentation)", label="Seed", lo=0, hi=2**31 - 1)
     device: Device = option("auto", "auto picks CUDA, then MPS, then CPU", choices=get_args(Device))
     precision: Precision = option("auto", "auto: bf16 where the hardware has it natively", choices=get_args(Precision))
-    time_budget: float | None = option(None, "stop after this many seconds of training; the LR schedule then follows the clock (0 = none)", label="Time budget (s, 0 = none)", lo=1, hi=86400, kind=float)  # fmt: skip
+    time_budget: float | None = option(
+        None,
+        "stop after this many seconds of training; the LR schedule then follows the clock (0 = none)",
+        label="Time budget (s, 0 = none)",
+        lo=1,
+        hi=86400,
+        kind=float,
+    )
     tta_flip: bool = option(False, "predict with the mean of the image and its mirror image", label="Flip TTA")
     log_every: int = option(20, "batches between progress events", lo=1, hi=10**6)
 
@@ -155,13 +191,23 @@ class Described:
 
 
 def _described(obj: Any, prefix: str) -> list[tuple[Described, Any]]:
-    return [(Described(f, prefix), getattr(obj, f.name)) for f in fields(obj) if f.name not in ("arch", "model_kwargs", "augment")]  # fmt: skip
+    return [
+        (Described(f, prefix), getattr(obj, f.name))
+        for f in fields(obj)
+        if f.name not in ("arch", "model_kwargs", "augment")
+    ]
 
 
 def option_fields() -> list[Described]:
     """Every CLI/UI option, TrainConfig's then Augment's, with its description."""
     out = [Described(f, "") for f in fields(TrainConfig) if f.metadata["opt"].cli]
     return out + [Described(f, "") for f in fields(Augment)]
+
+
+@functools.cache
+def options() -> dict[str, Described]:
+    """option_fields() by name (built once; do not mutate)."""
+    return {d.name: d for d in option_fields()}
 
 
 def check(d: Described, value: Any) -> None:
@@ -179,10 +225,43 @@ def check(d: Described, value: Any) -> None:
         ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not ok_type or (d.kind is int and not isinstance(value, int)) or not math.isfinite(value):
             raise ConfigError(f"{name} must be a{'n integer' if d.kind is int else ' number'}, got {value!r}")
-        low_ok = o.lo is None or (value > o.lo if o.open_lo else value >= o.lo)
-        if not low_ok or (o.hi is not None and value > o.hi):
-            lo = f"({o.lo:g}" if o.open_lo else f"[{o.lo:g}"
-            raise ConfigError(f"{name} must be in {lo}, {o.hi:g}], got {value!r}")
+        if (o.lo is not None and value < o.lo) or (o.hi is not None and value > o.hi):
+            raise ConfigError(f"{name} must be in [{o.lo:g}, {o.hi:g}], got {value!r}")
+
+
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def parse_value(d: Described, text: str) -> Any:
+    """Text (a lesson link's value, a sweep's `--param`, a CLI flag) into option `d`'s value, checked.
+
+    One set of rules everywhere: booleans are true/false (or 1/0, yes/no, on/off); an integer
+    option takes whole numbers only ("2" or "2.0", never "2.5"); 0 turns an optional option off
+    (it is returned as 0, which `explain_config` and the Train form read as off). Raises
+    ConfigError naming the option.
+    """
+    text = str(text).strip()
+    if d.kind is bool:
+        if text.lower() not in TRUE + FALSE:
+            raise ConfigError(f"{d.name} must be true or false, got {text!r}")
+        value: Any = text.lower() in TRUE
+    elif d.kind in (int, float):
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if d.kind is int and number.is_integer():
+            value = int(number)
+        elif d.kind is float and math.isfinite(number):
+            value = number
+        else:
+            raise ConfigError(f"{d.name} must be a{'n integer' if d.kind is int else ' number'}, got {text!r}")
+    else:
+        value = text
+    if d.field.default is None and value == 0:  # an optional option's "off"
+        return value
+    check(d, value)
+    return value
 
 
 # ---------------------------------------------------------------- presets
@@ -200,7 +279,7 @@ PRESETS["best"] = {
     "augment": {"flip": True, "shift": 0.1, "rotate": 0.0, "zoom": 0.0, "erase": 1.0, "erase_size": 12},
 }
 # A class of 30 queues on one server: the quick recipe on 5,000 balanced images, seconds per run.
-PRESETS["student"] = {**PRESETS["quick"], "subset": 5000}
+PRESETS["student"] = {**copy.deepcopy(PRESETS["quick"]), "subset": 5000}
 
 
 def base_recipe(preset: str | None = None, recipe: str | None = None) -> tuple[str, dict[str, Any]]:

@@ -14,9 +14,15 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from .settings import DATA_MIRROR, ROOT, Settings
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 CLASSES: tuple[str, ...] = (
     "T-shirt/top",
@@ -38,11 +44,8 @@ MEAN = 0.2860
 STD = 0.3530
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-LOCAL_DIR = Path(__file__).resolve().parents[1] / "data"  # the checkout's ./data, wherever the app is started from
-MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-MIRROR_ENV = (
-    "FMNIST_DATA_MIRROR"  # another base URL serving the four files (a school's proxy; a test's loopback server)
-)
+LOCAL_DIR = ROOT / "data"  # the checkout's ./data, wherever the app is started from
+MIRROR = DATA_MIRROR  # the official mirror; $FMNIST_DATA_MIRROR names another (a school's proxy, a test's loopback)
 
 # split -> (images file, labels file, expected count)
 FILES = {
@@ -100,11 +103,8 @@ def candidate_dirs(path: str | os.PathLike | None = None) -> list[Path]:
     """Where the data is looked for, in order: argument, $FMNIST_DATA_DIR, ./data, system."""
     if path is not None:
         return [Path(path)]
-    dirs = []
-    if os.environ.get("FMNIST_DATA_DIR"):
-        dirs.append(Path(os.environ["FMNIST_DATA_DIR"]))
-    dirs += [LOCAL_DIR, LOCAL_DIR / "FashionMNIST" / "raw", SYSTEM_DIR]
-    return dirs
+    chosen = Settings.from_env().data_dir
+    return [*([chosen] if chosen else []), LOCAL_DIR, LOCAL_DIR / "FashionMNIST" / "raw", SYSTEM_DIR]
 
 
 def find_data_dir(path: str | os.PathLike | None = None) -> Path:
@@ -115,7 +115,7 @@ def find_data_dir(path: str | os.PathLike | None = None) -> Path:
         if all((d / f).is_file() for f in needed):
             return d
     looked = ", ".join(str(d) for d in dirs)
-    if path is not None or os.environ.get("FMNIST_DATA_DIR"):
+    if path is not None or Settings.from_env().data_dir:
         d = dirs[0]
         missing = [f for f in needed if not (d / f).is_file()]
         raise DatasetError(f"Fashion-MNIST files missing in {d}: {', '.join(missing)}. {HOW_TO_GET}")
@@ -220,6 +220,19 @@ def stratified_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tens
     return sub
 
 
+def split_indices(cfg: TrainConfig, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's (train, validation) indices into the 60k training images.
+
+    A seeded stratified split; with `subset`, both parts shrink class-balanced (validation to
+    subset/5, at least 200 images) so that a classroom run stays fast end to end.
+    """
+    train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.seed)
+    if cfg.subset:
+        train_idx = train_idx[stratified_subset(labels[train_idx], cfg.subset, cfg.seed)]
+        val_idx = val_idx[stratified_subset(labels[val_idx], max(cfg.subset // 5, 200), cfg.seed)]
+    return train_idx, val_idx
+
+
 def dataset_stats(ds: FashionMNIST) -> tuple[float, float]:
     """Mean and std of the training pixels in [0, 1]; the source of MEAN and STD."""
     x = ds.train_images.float() / 255.0
@@ -228,13 +241,13 @@ def dataset_stats(ds: FashionMNIST) -> tuple[float, float]:
 
 def mirror_url() -> str:
     """The base URL the dataset is downloaded from: $FMNIST_DATA_MIRROR, else the official mirror."""
-    url = os.environ.get(MIRROR_ENV) or MIRROR
+    url = Settings.from_env().data_mirror
     return url if url.endswith("/") else url + "/"
 
 
 def download_dir() -> Path:
     """Where a download goes: $FMNIST_DATA_DIR when set (where the data is looked for first), else ./data."""
-    return Path(os.environ["FMNIST_DATA_DIR"]) if os.environ.get("FMNIST_DATA_DIR") else LOCAL_DIR
+    return Settings.from_env().data_dir or LOCAL_DIR
 
 
 def _content_sha256(path: Path) -> str | None:

@@ -81,9 +81,14 @@ def embedding_map(
     feats, preds = penultimate_features(model, images)
     x = images.reshape(len(idx), -1).float().numpy() / 255.0 if pixels else feats
     return EmbeddingMap(
-        xy=project(x, method, seed), index=idx, labels=data.test_labels[idx].numpy(), preds=preds, method=method,
-        source="pixels" if pixels else "features", dims=x.shape[1],
-    )  # fmt: skip
+        xy=project(x, method, seed),
+        index=idx,
+        labels=data.test_labels[idx].numpy(),
+        preds=preds,
+        method=method,
+        source="pixels" if pixels else "features",
+        dims=x.shape[1],
+    )
 
 
 def neighbourhood_purity(xy: np.ndarray, labels: np.ndarray, k: int = 10) -> float:

@@ -54,9 +54,15 @@ def onnx_bytes(ckpt: Checkpoint) -> bytes:
     try:
         with torch.no_grad():
             torch.onnx.export(
-                wrapper, (torch.rand(2, 1, 28, 28),), buf, input_names=["pixels"], output_names=["logits"],
-                dynamic_axes={"pixels": {0: "n"}, "logits": {0: "n"}}, opset_version=OPSET, dynamo=False,
-            )  # fmt: skip
+                wrapper,
+                (torch.rand(2, 1, 28, 28),),
+                buf,
+                input_names=["pixels"],
+                output_names=["logits"],
+                dynamic_axes={"pixels": {0: "n"}, "logits": {0: "n"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
     except Exception as e:  # an operator ONNX lacks, say: one line, not a traceback
         raise ExportError(f"{ckpt.name} cannot be exported to ONNX: {type(e).__name__}: {str(e)[:200]}") from None
     model = onnx.load_from_string(buf.getvalue())

@@ -130,10 +130,16 @@ def conv_step(layer: ConvLayer, channel: int, y: int, x: int, in_channel: int = 
     bias = float(m.bias[channel]) if m.bias is not None else 0.0  # float() reads it from any device
     out = total + bias
     return ConvStep(
-        kernel=weight[in_channel], patch=patch[in_channel], products=products[in_channel],
-        channel_sum=float(products[in_channel].sum()), all_channels_sum=total, in_channels=m.in_channels,
-        bias=bias, output=out, relu=max(out, 0.0),
-    )  # fmt: skip
+        kernel=weight[in_channel],
+        patch=patch[in_channel],
+        products=products[in_channel],
+        channel_sum=float(products[in_channel].sum()),
+        all_channels_sum=total,
+        in_channels=m.in_channels,
+        bias=bias,
+        output=out,
+        relu=max(out, 0.0),
+    )
 
 
 def first_filters(model: nn.Module) -> torch.Tensor:

@@ -36,12 +36,14 @@ from safetensors.torch import save as st_save
 
 from .config import TrainConfig
 from .models import create_model
+from .settings import Settings
 from .train import BatchEvent, DoneEvent, EpochEvent, TrainResult
 
 JobState = Literal["queued", "running", "finished", "cancelled", "failed"]
 WORKER_NICE = 10  # workers yield the CPU to the server process (pages stay responsive)
 STOP_GRACE_S = 10.0  # a worker that has not ended this long after stop() is terminated
 DEFAULT_RUN_S = 60.0  # assumed length of a queued run before any run has finished
+CLUSTER_MAX_RUNNING = 1000  # on Ray, runs handed to the cluster at once (its scheduler queues them)
 
 
 def cores() -> int:
@@ -52,15 +54,10 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_max_running(n_cores: int | None = None) -> int:
+def default_max_running(n_cores: int | None = None, settings: Settings | None = None) -> int:
     """$FMNIST_MAX_TRAININGS, else one run per 4 cores (1 on 2 cores): each run keeps its threads busy."""
-    env = os.environ.get("FMNIST_MAX_TRAININGS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise ValueError(f"FMNIST_MAX_TRAININGS must be a positive integer, got {env!r}") from None
-    return max(1, (n_cores or cores()) // 4)
+    chosen = (settings or Settings.from_env()).max_trainings
+    return chosen or max(1, (n_cores or cores()) // 4)
 
 
 def threads_per_run(max_running: int, n_cores: int | None = None) -> int:
@@ -101,12 +98,24 @@ def run_training(cfg: TrainConfig, put: Any, stop: Any, data: Any = None) -> Non
         put(("error", f"{type(e).__name__}: {e}"))
 
 
-def _worker(cfg: TrainConfig, threads: int, events: Any, stop: Any) -> None:
-    """Body of a local worker process: low priority, `threads` torch threads, events into a queue."""
+def _worker(cfg: TrainConfig, threads: int, events: Any, stop: Any, data_dir: str | None = None) -> None:
+    """Body of a local worker process: low priority, `threads` torch threads, events into a queue.
+
+    `data_dir`: where the dataset is (default: where `load_dataset` looks).
+    """
     if hasattr(os, "nice"):
         os.nice(WORKER_NICE)
     torch.set_num_threads(threads)
-    run_training(cfg, events.put, stop)
+    data = None
+    if data_dir is not None:
+        from .data import DatasetError, load_dataset
+
+        try:
+            data = load_dataset(data_dir)
+        except DatasetError as e:
+            events.put(("error", str(e)))
+            return
+    run_training(cfg, events.put, stop, data)
 
 
 @contextlib.contextmanager
@@ -141,15 +150,19 @@ class LocalBackend:
     name = "local"
     queues_itself = False  # the manager's FIFO queue and max_running decide what runs
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir: str | os.PathLike | None = None) -> None:
+        """`data_dir`: the dataset's folder for every worker (default: where `load_dataset` looks)."""
         self._ctx = _context()
+        self.data_dir = None if data_dir is None else str(data_dir)
 
     def start(self, job: Job, threads: int) -> None:
         job._events, job._stop = self._ctx.Queue(), self._ctx.Event()
         job._proc = self._ctx.Process(
-            target=_worker, args=(job.config, threads, job._events, job._stop), name=f"fmnist-job-{job.id}",
+            target=_worker,
+            args=(job.config, threads, job._events, job._stop, self.data_dir),
+            name=f"fmnist-job-{job.id}",
             daemon=True,
-        )  # fmt: skip
+        )
         with _plain_main():
             job._proc.start()
         job.placed = True
@@ -263,7 +276,6 @@ class Job:
     last_seen: float = field(default_factory=time.monotonic)
     orphaned: float | None = None  # when its owner went away (None: present)
     stop_requested: float | None = None
-    saved_as: str | None = None  # the checkpoint its model was saved as: one save per run
     placed: bool = False  # its worker exists (a cluster may keep a run pending until it has room)
     _proc: Any = None  # the backend's handles
     _events: Any = None
@@ -290,47 +302,102 @@ class Job:
         return True
 
 
+class RunQueue:
+    """The queue and the training slots: FIFO order, at most `max_running` runs at once, and when a
+    queued run should start. No threads and no processes: JobManager holds its lock around every call.
+    """
+
+    def __init__(self, max_running: int):
+        self.max_running = max_running
+        self.queued: deque[Job] = deque()
+        self.running: list[Job] = []
+        self._durations: deque[float] = deque(maxlen=20)  # recent run lengths, for the estimates
+
+    def live(self) -> list[Job]:
+        """Running jobs, then queued ones in order."""
+        return [*self.running, *self.queued]
+
+    def position(self, job: Job) -> int | None:
+        """1-based place of a queued job; None once it started (or ended)."""
+        return self.queued.index(job) + 1 if job in self.queued else None
+
+    def next_to_start(self) -> Job | None:
+        """Take the first queued job when a slot is free (the caller starts it, then calls `started`)."""
+        return self.queued.popleft() if self.queued and len(self.running) < self.max_running else None
+
+    def started(self, job: Job) -> None:
+        self.running.append(job)
+
+    def ended(self, job: Job, finished: bool) -> None:
+        """A running job ended; a finished one's length feeds the estimates."""
+        self.running.remove(job)
+        if finished and job.started is not None:
+            self._durations.append(time.monotonic() - job.started)
+
+    def starts_in(self, position: int) -> float:
+        """Seconds until the job at queue `position` starts: the slots free up as runs end."""
+        typical = sum(self._durations) / len(self._durations) if self._durations else DEFAULT_RUN_S
+        now = time.monotonic()
+        slots = sorted(
+            max(0.0, j.batches.latest.eta) if j.batches.latest else max(0.0, typical - (now - (j.started or now)))
+            for j in self.running
+        )
+        slots += [0.0] * (self.max_running - len(slots))
+        for _ in range(position - 1):  # each job ahead takes the earliest free slot
+            slots[0] += typical
+            slots.sort()
+        return slots[0]
+
+
 class JobManager:
-    """Runs jobs in worker processes: at most `max_running` at once, FIFO for the rest.
+    """Runs jobs in worker processes, through its RunQueue: at most `max_running` at once, FIFO for the rest.
+
+    It owns the workers' lifecycle (start, collect events, stop, reap, through its backend) and the
+    owners' presence (a closed tab's job is cancelled after a grace period).
 
     Args:
         max_running: concurrent runs (default: `default_max_running()`).
         threads: torch threads per run (default: `threads_per_run(max_running)`).
         orphan_grace_s: a job whose owner went away (see `orphan`) is cancelled after this long
-            unless the owner comes back (`touch`).
+            unless the owner comes back (`touch`); default $FMNIST_ORPHAN_GRACE_S.
         heartbeat_s: a job not touched for this long is treated as orphaned (a tab that vanished
             without a goodbye). None disables it.
         backend: where runs train: LocalBackend() (default), or fmnist.ray_backend.RayBackend
             (see `backend_from_env`). A cluster backend queues runs itself: they start at once here
             and stay pending (`JobSnapshot.pending`) until the cluster places them.
+        settings: the defaults' source (default: `Settings.from_env()`).
     """
 
     def __init__(
         self,
         max_running: int | None = None,
         threads: int | None = None,
-        orphan_grace_s: float = 60.0,
+        orphan_grace_s: float | None = None,
         heartbeat_s: float | None = 180.0,
         backend: Any = None,
+        settings: Settings | None = None,
     ):
+        settings = settings or Settings.from_env()
         self.backend = backend or LocalBackend()
         if self.backend.queues_itself:  # a cluster's scheduler is the queue: hand every run to it
-            self.max_running = max_running or int(os.environ.get("FMNIST_MAX_TRAININGS") or 1000)
+            max_running = max_running or settings.max_trainings or CLUSTER_MAX_RUNNING
             self.threads = threads or self.backend.cpus_per_run
         else:
-            self.max_running = max_running or default_max_running()
-            self.threads = threads or threads_per_run(self.max_running)
-        self.orphan_grace_s = orphan_grace_s
+            max_running = max_running or default_max_running(settings=settings)
+            self.threads = threads or threads_per_run(max_running)
+        self.queue = RunQueue(max_running)
+        self.orphan_grace_s = settings.orphan_grace_s if orphan_grace_s is None else orphan_grace_s
         self.heartbeat_s = heartbeat_s
         self._ids = itertools.count(1)
-        self._queue: deque[Job] = deque()
-        self._running: list[Job] = []
-        self._durations: deque[float] = deque(maxlen=20)  # recent run lengths, for queue estimates
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._closed = False
         self._pump = threading.Thread(target=self._pump_loop, name="fmnist-jobs", daemon=True)
         self._pump.start()
+
+    @property
+    def max_running(self) -> int:
+        return self.queue.max_running
 
     # ------------------------------------------------------------ interface
 
@@ -343,14 +410,14 @@ class JobManager:
             if live is not None:
                 return live
             job = Job(next(self._ids), cfg, owner, label or f"{cfg.arch}-job", self)
-            self._queue.append(job)
+            self.queue.queued.append(job)
         self._wake.set()
         return job
 
     def stop(self, job: Job) -> None:
         with self._lock:
             if job.state == "queued":
-                self._queue.remove(job)
+                self.queue.queued.remove(job)
                 self._end(job, "cancelled")
             elif job.state == "running" and job.stop_requested is None:
                 job.stop_requested = time.monotonic()
@@ -362,29 +429,34 @@ class JobManager:
 
     def snapshot(self, job: Job) -> JobSnapshot:
         with self._lock:
-            position = self._queue.index(job) + 1 if job.state == "queued" else None
+            position = self.queue.position(job)
             return JobSnapshot(
-                state=job.state, batches=job.batches.points(), epochs=list(job.epochs), done=job.done, error=job.error,
-                position=position, starts_in=self._starts_in(position) if position else None,
+                state=job.state,
+                batches=job.batches.points(),
+                epochs=list(job.epochs),
+                done=job.done,
+                error=job.error,
+                position=position,
+                starts_in=self.queue.starts_in(position) if position else None,
                 pending=job.state == "running" and not job.placed,
-            )  # fmt: skip
+            )
 
     def active_job(self, owner: str) -> Job | None:
         """The owner's queued or running job, if any."""
         with self._lock:
-            return next((j for j in [*self._running, *self._queue] if j.owner == owner), None)
+            return next((j for j in self.queue.live() if j.owner == owner), None)
 
     def touch(self, owner: str) -> None:
         """The owner is still there (a heartbeat): keep its job, even if it was orphaned."""
         with self._lock:
-            for j in [*self._running, *self._queue]:
+            for j in self.queue.live():
                 if j.owner == owner:
                     j.last_seen, j.orphaned = time.monotonic(), None
 
     def orphan(self, owner: str) -> None:
         """The owner has gone (e.g. its browser tab closed): cancel its job after the grace period."""
         with self._lock:
-            for j in [*self._running, *self._queue]:
+            for j in self.queue.live():
                 if j.owner == owner and j.orphaned is None:
                     j.orphaned = time.monotonic()
         self._wake.set()
@@ -393,25 +465,26 @@ class JobManager:
         """Server-wide numbers: slots, running and queued jobs, worker processes alive."""
         with self._lock:
             return {
-                "max_running": self.max_running, "threads_per_run": self.threads, "running": len(self._running),
-                "queued": len(self._queue), "workers_alive": sum(self.backend.alive(j) for j in self._running),
+                "max_running": self.max_running,
+                "threads_per_run": self.threads,
+                "running": len(self.queue.running),
+                "queued": len(self.queue.queued),
+                "workers_alive": sum(self.backend.alive(j) for j in self.queue.running),
                 "backend": self.backend.name,
-            }  # fmt: skip
+            }
 
     def shutdown(self, timeout: float = STOP_GRACE_S) -> None:
         """Cancel the queue, stop the running jobs and end their processes."""
         with self._lock:
             self._closed = True
-            for j in list(self._queue):
-                self.stop(j)
-            for j in list(self._running):
+            for j in [*self.queue.queued, *self.queue.running]:
                 self.stop(j)
         t0 = time.monotonic()
-        while self._running and time.monotonic() - t0 < timeout:
+        while self.queue.running and time.monotonic() - t0 < timeout:
             self._wake.set()
             time.sleep(0.05)
         with self._lock:
-            for j in list(self._running):
+            for j in list(self.queue.running):
                 self._kill(j, "cancelled", "shut down")
         self._wake.set()
         if threading.current_thread() is not self._pump:
@@ -425,12 +498,12 @@ class JobManager:
             self._wake.wait(0.1)
             self._wake.clear()
             with self._lock:
-                for job in list(self._running):
+                for job in list(self.queue.running):
                     self._drain(job)
                 self._expire_orphans()
-                while self._queue and len(self._running) < self.max_running and not self._closed:
-                    self._start(self._queue.popleft())
-                if self._closed and not self._running:
+                while not self._closed and (job := self.queue.next_to_start()) is not None:
+                    self._start(job)
+                if self._closed and not self.queue.running:
                     return
 
     def _start(self, job: Job) -> None:
@@ -441,7 +514,7 @@ class JobManager:
             self._end(job, "failed")
             return
         job.state, job.started = "running", time.monotonic()
-        self._running.append(job)
+        self.queue.started(job)
 
     def _drain(self, job: Job) -> None:
         """Collect the worker's events; end the job when its result arrived or its worker is gone."""
@@ -465,7 +538,7 @@ class JobManager:
 
     def _expire_orphans(self) -> None:
         now = time.monotonic()
-        for job in [*self._running, *self._queue]:
+        for job in self.queue.live():
             gone_since = job.orphaned
             if self.heartbeat_s is not None and now - job.last_seen > self.heartbeat_s:
                 gone_since = min(gone_since or now, job.last_seen + self.heartbeat_s)
@@ -475,9 +548,7 @@ class JobManager:
 
     def _reap(self, job: Job, state: JobState) -> None:
         self.backend.release(job)
-        self._running.remove(job)
-        if state == "finished" and job.started is not None:
-            self._durations.append(time.monotonic() - job.started)
+        self.queue.ended(job, finished=state == "finished")
         self._end(job, state)
 
     def _kill(self, job: Job, state: JobState, reason: str) -> None:
@@ -488,20 +559,6 @@ class JobManager:
     def _end(self, job: Job, state: JobState) -> None:
         job.state, job.ended = state, time.monotonic()
         self._wake.set()
-
-    def _starts_in(self, position: int) -> float:
-        """Seconds until the job at queue `position` starts: the slots free up as runs end."""
-        typical = sum(self._durations) / len(self._durations) if self._durations else DEFAULT_RUN_S
-        now = time.monotonic()
-        slots = sorted(
-            max(0.0, j.batches.latest.eta) if j.batches.latest else max(0.0, typical - (now - (j.started or now)))
-            for j in self._running
-        )
-        slots += [0.0] * (self.max_running - len(slots))
-        for _ in range(position - 1):  # each job ahead takes the earliest free slot
-            slots[0] += typical
-            slots.sort()
-        return slots[0]
 
 
 class JobFailed(RuntimeError):

@@ -143,7 +143,14 @@ KERAS_AUG = {"rotate": 10.0, "shift": 0.1, "zoom": 0.1, "flip": False}
 
 def keras_recipe(epochs: int, batch_size: int, val_fraction: float, **more: Any) -> dict[str, Any]:
     """A public recipe that keeps Keras's optimiser defaults: Adam at lr 1e-3."""
-    return {"epochs": epochs, "batch_size": batch_size, "lr": 1e-3, "optimizer": "adam", "val_fraction": val_fraction, **more}  # fmt: skip
+    return {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": 1e-3,
+        "optimizer": "adam",
+        "val_fraction": val_fraction,
+        **more,
+    }
 
 
 # ---------------------------------------------------------------- the zoo
@@ -185,9 +192,13 @@ class CNN2(nn.Module):
         if s2 < 1:
             raise ValueError(f"kernel_size={k} is too large for 28x28 input")
         self.features = nn.Sequential(
-            nn.Conv2d(1, c1, k), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, k), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        )  # fmt: skip
+            nn.Conv2d(1, c1, k),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, k),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
         self.head = nn.Sequential(nn.Flatten(), *dense_stack([c2 * s2 * s2, hidden], 0.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -245,9 +256,12 @@ def keras1(kernel_size: int = 3) -> nn.Module:
     """Keras CNN 1: conv32 (valid) - pool - dense128."""
     s = (28 - kernel_size + 1) // 2
     return nn.Sequential(
-        nn.Conv2d(1, 32, kernel_size), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Flatten(), *dense_stack([32 * s * s, 128], 0.0),
-    )  # fmt: skip
+        nn.Conv2d(1, 32, kernel_size),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        *dense_stack([32 * s * s, 128], 0.0),
+    )
 
 
 @register("keras2", roy_recipe(20), reported=91.0, source="public Keras CNN report (Roy), model 2: epochs=20")
@@ -256,10 +270,15 @@ def keras2(kernel_size: int = 3) -> nn.Module:
     k = kernel_size
     s = _same((28 - k + 1) // 2, k, 2) // 2  # 26 -> 13 -> 7 -> 3
     return nn.Sequential(
-        nn.Conv2d(1, 32, k), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, k, stride=2, padding=k // 2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Flatten(), *dense_stack([64 * s * s, 128, 256, 128], [0.25, 0.25, 0.0]),
-    )  # fmt: skip
+        nn.Conv2d(1, 32, k),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, k, stride=2, padding=k // 2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        *dense_stack([64 * s * s, 128, 256, 128], [0.25, 0.25, 0.0]),
+    )
 
 
 # Model 3: epochs=50 with EarlyStopping(monitor="val_loss"), Keras's default patience=0. Keras stops at
@@ -275,11 +294,18 @@ def keras3(kernel_size: int = 3) -> nn.Module:
     k, p = kernel_size, kernel_size // 2
     s = _same(_same((28 - k + 1) // 2, k, 2) // 2, k, 2) // 2  # 26 -> 13 -> 7 -> 3 -> 2 -> 1
     return nn.Sequential(
-        nn.Conv2d(1, 64, k), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(64, 128, k, stride=2, padding=p), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(128, 64, k, stride=2, padding=p), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Flatten(), *dense_stack([64 * s * s, 128, 256, 256, 128], [0.25, 0.5, 0.25, 0.10]),
-    )  # fmt: skip
+        nn.Conv2d(1, 64, k),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, k, stride=2, padding=p),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(128, 64, k, stride=2, padding=p),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        *dense_stack([64 * s * s, 128, 256, 256, 128], [0.25, 0.5, 0.25, 0.10]),
+    )
 
 
 @register(
@@ -301,11 +327,15 @@ def quickcnn(widths: tuple[int, int, int] = (32, 64, 128)) -> nn.Module:
     """Small BatchNorm CNN (32-64-128) built for the quick classroom demo."""
     a, b, c = widths
     return nn.Sequential(
-        conv_bn(1, a), nn.MaxPool2d(2),  # 14
-        conv_bn(a, b), nn.MaxPool2d(2),  # 7
+        conv_bn(1, a),
+        nn.MaxPool2d(2),  # 14
+        conv_bn(a, b),
+        nn.MaxPool2d(2),  # 7
         conv_bn(b, c),
-        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c, NUM_CLASSES),
-    )  # fmt: skip
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(c, NUM_CLASSES),
+    )
 
 
 class ResBlock(nn.Module):

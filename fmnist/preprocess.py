@@ -43,8 +43,15 @@ EXTENSIONS = ["png", "jpg", "jpeg", "webp", "bmp", "gif", *(["heic", "heif"] if 
 _DECODE_SLOTS = threading.BoundedSemaphore(2)
 _T = Image.Transpose
 # EXIF orientation -> the transpose that makes the photo upright (as ImageOps.exif_transpose does).
-_UPRIGHT = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE, 6: _T.ROTATE_270,
-            7: _T.TRANSVERSE, 8: _T.ROTATE_90}  # fmt: skip
+_UPRIGHT = {
+    2: _T.FLIP_LEFT_RIGHT,
+    3: _T.ROTATE_180,
+    4: _T.FLIP_TOP_BOTTOM,
+    5: _T.TRANSPOSE,
+    6: _T.ROTATE_270,
+    7: _T.TRANSVERSE,
+    8: _T.ROTATE_90,
+}
 WORK_SIDE = 512  # big images are shrunk to this before processing: fast, no visible loss
 SEGMENT_SIDE = 256  # photos on a light background are segmented at this size
 INK_THRESHOLD = 0.08  # fraction of the brightest level that counts as object
@@ -68,7 +75,7 @@ class Preprocessed:
     inverted: bool = False
 
     def tensor(self) -> torch.Tensor:
-        """(1, 28, 28) uint8 tensor, ready for fmnist.train.predict_logits."""
+        """(1, 28, 28) uint8 tensor, ready for fmnist.runtime.predict_logits."""
         return torch.from_numpy(self.image.copy()).unsqueeze(0)
 
 
@@ -100,7 +107,8 @@ def open_image(
 
     Only FORMATS are tried, whatever the file's name says. An image over `max_pixels` is refused
     from its header, before anything is decoded; a JPEG is decoded at a reduced scale where that
-    still gives `side` pixels, so the limit applies to what is decoded (phones' 48 MP photos pass). Decoding and shrinking happen in one of two server-wide slots, and
+    still gives `side` pixels, so the limit applies to what is decoded (phones' 48 MP photos pass).
+    Decoding and shrinking happen in one of two server-wide slots, and
     the full-size image is dropped before the slot is given back, so memory stays bounded when a
     whole class uploads at once. What was done goes into `notes` (animation, EXIF orientation).
 
@@ -156,7 +164,8 @@ def _first_frame_small(img: Image.Image, notes: list[str], side: int) -> Image.I
         out = img.copy()  # small: cheap, and a plain single-frame image
     if orientation in _UPRIGHT:
         out = out.transpose(_UPRIGHT[orientation])
-        turn = {3: "turned 180°", 6: "turned 90° clockwise", 8: "turned 90° anticlockwise"}.get(orientation, "mirrored")
+        turns = {3: "turned 180°", 6: "turned 90° clockwise", 8: "turned 90° anticlockwise"}
+        turn = turns.get(orientation, "mirrored")
         notes.append(f"The photo was stored sideways or mirrored (EXIF orientation {orientation}): {turn} upright.")
     return out
 
@@ -199,7 +208,7 @@ def preprocess(
     Steps: first frame only, turned upright from its EXIF orientation, shrunk to WORK_SIDE ->
     grayscale -> invert if the background is light -> stretch contrast -> trim to the
     object's bounding box -> resize the longest side to 28 (keeping the aspect ratio) -> centre
-    on a 28x28 black canvas. Normalisation happens in the model's input path (fmnist.train).
+    on a 28x28 black canvas. Normalisation happens in the model's input path (fmnist.runtime.to_input).
 
     Raises:
         ImageError: unreadable, damaged, too large, blank or unsupported images.

@@ -28,6 +28,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .jobs import Job, LocalBackend
+from .settings import Settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 _CONNECTION = threading.Lock()
@@ -77,7 +78,7 @@ def _actor_class(ray: Any) -> Any:
 
 
 class RayBackend:
-    """Runs each job as a Ray actor on the cluster at `address` ("host:port", or "auto")."""
+    """Runs each job as a Ray actor on the cluster at `address` ("host:port")."""
 
     name = "ray"
     queues_itself = True
@@ -101,7 +102,7 @@ class RayBackend:
 
         self.ray = ray
         self.address = address
-        self.cpus_per_run = cpus_per_run or int(os.environ.get("FMNIST_RAY_CPUS_PER_RUN", "2"))
+        self.cpus_per_run = cpus_per_run or Settings.from_env().ray_cpus_per_run
         self.local_data = local_data
         with _CONNECTION:
             self._connect(ray, address)
@@ -116,9 +117,11 @@ class RayBackend:
         if not ray.is_initialized():
             try:
                 ray.init(
-                    address=address, runtime_env={"py_modules": [str(PACKAGE_DIR)]}, log_to_driver=False,
+                    address=address,
+                    runtime_env={"py_modules": [str(PACKAGE_DIR)]},
+                    log_to_driver=False,
                     logging_level="ERROR",
-                )  # fmt: skip
+                )
             except Exception as e:  # ConnectionError, auth errors, ...: one line for the user
                 if type(e).__name__ == "ConnectionError":  # something listens (probed), yet Ray could not join it
                     raise ConnectionError(
@@ -236,7 +239,7 @@ def _first_line(e: BaseException) -> str:
     return (lines[0] if lines else type(e).__name__)[:160]
 
 
-def backend_from_env(address: str | None = None) -> Any:
-    """RayBackend(address or $FMNIST_RAY_ADDRESS) when one is given, else the local process backend."""
-    address = address or os.environ.get("FMNIST_RAY_ADDRESS")
+def backend_from_env(settings: Settings | None = None) -> Any:
+    """RayBackend($FMNIST_RAY_ADDRESS) when one is set, else the local process backend."""
+    address = (settings or Settings.from_env()).ray_address
     return RayBackend(address) if address else LocalBackend()

@@ -121,13 +121,20 @@ def one_object(raw: np.ndarray) -> np.ndarray:
     while True:  # grow the object by every region close to its box (a quarter of its size), until none is
         y0, y1, x0, x1 = box
         pad = max(0.05 * min(h, w), 0.25 * max(y1 - y0, x1 - x0))
-        more = {i for i, (a0, a1, b0, b1) in enumerate(boxes)
-                if i not in near and a0 < y1 + pad and a1 > y0 - pad and b0 < x1 + pad and b1 > x0 - pad}  # fmt: skip
+        more = {
+            i
+            for i, (a0, a1, b0, b1) in enumerate(boxes)
+            if i not in near and a0 < y1 + pad and a1 > y0 - pad and b0 < x1 + pad and b1 > x0 - pad
+        }
         if not more:
             break
         near |= more
-        box = (min(boxes[i][0] for i in near), max(boxes[i][1] for i in near),
-               min(boxes[i][2] for i in near), max(boxes[i][3] for i in near))  # fmt: skip
+        box = (
+            min(boxes[i][0] for i in near),
+            max(boxes[i][1] for i in near),
+            min(boxes[i][2] for i in near),
+            max(boxes[i][3] for i in near),
+        )
     apart = [i for i in range(n) if i not in near and areas[i] >= max(MIN_AREA, SECOND * areas[big])]
     if apart:
         raise NoGarmentError(

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, Described, TrainConfig, check, make_config, option_fields
+from .config import ConfigError, Described, TrainConfig, check, make_config, option_fields, parse_value
+from .data import FashionMNIST
 from .jobs import Job, JobManager
+from .settings import SWEEP_STORAGE
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_STORAGE = f"sqlite:///{ROOT / 'runs' / 'sweeps.db'}"
 OBJECTIVE = "validation accuracy"
+MAX_TRIALS = 200  # per sweep, for the CLI and the Sweep page alike
 # Options a sweep may search; the others (device, log_every, ...) are not hyperparameters.
 SEARCHABLE = {d.name for d in option_fields()} - {"device", "log_every", "precision", "time_budget"}
 
@@ -38,14 +39,46 @@ class SweepError(ValueError):
 
 @dataclass(frozen=True)
 class Param:
-    """One searched option: a range (low..high, maybe log-scaled) or a list of choices."""
+    """One searched option: a range (low..high, maybe log-scaled) or a list of choices.
+
+    Checked when made, against the option's own range (fmnist.config): `Param("lr", 1e-4, 0.1,
+    log=True)`, `Param("batch_size", choices=(32, 64))`. Raises SweepError, one line.
+    """
 
     name: str
-    kind: type
     low: float | None = None
     high: float | None = None
     log: bool = False
     choices: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        d = _described(self.name)
+        object.__setattr__(self, "choices", tuple(dict.fromkeys(self.choices)))
+        if self.choices:
+            if self.low is not None or self.high is not None:
+                raise SweepError(f"{self.name}: give a range or choices, not both")
+            values = self.choices
+        else:
+            if self.low is None or self.high is None:
+                raise SweepError(f"{self.name}: no choices given")
+            if d.kind not in (int, float):
+                raise SweepError(f"{self.name} is not a number: list its choices, e.g. {self.name}=A,B")
+            if not self.low < self.high:
+                raise SweepError(f"{self.name}: the range {self.low:g}:{self.high:g} is empty (LOW must be below HIGH)")
+            if self.log and self.low <= 0:
+                raise SweepError(f"{self.name}: a log range needs LOW > 0")
+            values = (self.low, self.high)
+        for v in values:
+            if self.choices and v == 0 and d.field.default is None:
+                continue  # an optional option's "off" (patience=0,3,5)
+            try:
+                check(d, v)
+            except ConfigError as e:
+                raise SweepError(str(e)) from None
+
+    @property
+    def kind(self) -> type:
+        return _described(self.name).kind
 
     def suggest(self, trial: Any) -> Any:
         if self.choices:
@@ -68,25 +101,10 @@ def _described(name: str) -> Described:
 
 
 def _value(d: Described, text: str) -> Any:
-    text = text.strip()
     try:
-        if d.kind is bool:
-            if text.lower() not in ("true", "false"):
-                raise ValueError
-            value: Any = text.lower() == "true"
-        elif d.kind in (int, float):
-            value = d.kind(float(text)) if d.kind is int and float(text).is_integer() else d.kind(text)
-        else:
-            value = text
-    except ValueError:
-        raise SweepError(
-            f"{d.name}: {text!r} is not a{'n integer' if d.kind is int else ' ' + d.kind.__name__}"
-        ) from None
-    try:
-        check(d, value)
+        return parse_value(d, text)  # the same rules as lesson links and CLI flags
     except ConfigError as e:
         raise SweepError(str(e)) from None
-    return value
 
 
 def parse_param(text: str) -> Param:
@@ -107,16 +125,8 @@ def parse_param(text: str) -> Param:
             raise SweepError(f"--param {text!r}: a range is LOW:HIGH or LOW:HIGH:log")
         if d.kind not in (int, float):
             raise SweepError(f"{name} is not a number: list its choices, e.g. {name}=A,B")
-        low, high = _value(d, parts[0]), _value(d, parts[1])
-        if not low < high:
-            raise SweepError(f"{name}: the range {parts[0]}:{parts[1]} is empty (LOW must be below HIGH)")
-        if log and low <= 0:
-            raise SweepError(f"{name}: a log range needs LOW > 0")
-        return Param(name, d.kind, low, high, log)
-    choices = tuple(dict.fromkeys(_value(d, c) for c in spec.split(",") if c.strip()))
-    if not choices:
-        raise SweepError(f"{name}: no choices given")
-    return Param(name, d.kind, choices=choices)
+        return Param(name, _value(d, parts[0]), _value(d, parts[1]), log)
+    return Param(name, choices=tuple(_value(d, c) for c in spec.split(",") if c.strip()))
 
 
 @dataclass
@@ -128,7 +138,7 @@ class SweepSpec:
     trials: int = 12
     fixed: dict[str, Any] = field(default_factory=dict)  # e.g. {"arch": "cnn2", "epochs": 2, "subset": 5000}
     preset: str | None = None
-    storage: str = DEFAULT_STORAGE
+    storage: str = SWEEP_STORAGE
     resume: bool = False
     pruner: str = "median"  # or "halving"
     seed: int = 0
@@ -154,8 +164,8 @@ def check_spec(spec: SweepSpec) -> None:
     """Refuse a sweep that cannot run, before anything starts."""
     if not spec.params:
         raise SweepError("nothing to search: give at least one --param")
-    if not 1 <= spec.trials <= 1000:
-        raise SweepError(f"trials must be in [1, 1000], got {spec.trials}")
+    if not 1 <= spec.trials <= MAX_TRIALS:
+        raise SweepError(f"trials must be in [1, {MAX_TRIALS}], got {spec.trials}")
     if spec.pruner not in ("median", "halving"):
         raise SweepError(f"pruner must be median or halving, got {spec.pruner!r}")
     names = [p.name for p in spec.params]
@@ -214,9 +224,13 @@ def open_study(spec: SweepSpec) -> Any:
     )
     sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=min(10, max(2, spec.trials // 2)))
     study = optuna.create_study(
-        study_name=spec.study, storage=storage, direction="maximize", sampler=sampler, pruner=pruner,
+        study_name=spec.study,
+        storage=storage,
+        direction="maximize",
+        sampler=sampler,
+        pruner=pruner,
         load_if_exists=True,
-    )  # fmt: skip
+    )
     arch = spec.arch
     if exists:
         if study.user_attrs.get("arch") not in (None, arch):
@@ -242,10 +256,12 @@ def run_sweep(
     on_trial: Callable[[dict[str, Any]], None] | None = None,
     stop: threading.Event | None = None,
     parallel: int | None = None,
+    data: FashionMNIST | None = None,
 ) -> dict[str, Any]:
     """Run `spec.trials` trials through `manager` and return the summary (see `summary`).
 
     Args:
+        data: the dataset the best model is evaluated on when saved (default: load_dataset()).
         on_trial: called with each ended trial's record (number, params, state, value).
         stop: set it to stop: running trials are stopped and recorded as failed, none is started.
         parallel: trials at once (default: the manager's max_running, at most 4).
@@ -288,7 +304,7 @@ def run_sweep(
                 study.tell(lv.trial, res.val_acc)
                 if spec.save_to and (best_value is None or res.val_acc > best_value):
                     best_value = res.val_acc
-                    saved = _save_best(spec, study, lv.trial, res) or saved
+                    saved = _save_best(spec, study, lv.trial, res, data) or saved
             else:
                 why = (res.message if res is not None else None) or lv.job.error or lv.job.state
                 lv.trial.set_user_attr("error", why)
@@ -305,17 +321,23 @@ def _best_value(study: Any) -> float | None:
         return None
 
 
-def _save_best(spec: SweepSpec, study: Any, trial: Any, result: Any) -> str | None:
+def _save_best(spec: SweepSpec, study: Any, trial: Any, result: Any, data: FashionMNIST | None) -> str | None:
     """Save the new best trial's model; None (and a note on the study) when the folder is full."""
-    from .checkpoints import FolderFull, save_trained
+    from .artifacts import save_trained
+    from .checkpoints import FolderFull
 
     extra = {
-        "sweep": {"study": spec.study, "trial": trial.number, "params": trial.params, "objective": OBJECTIVE,
-                  "storage": _redact(spec.storage)},
-    }  # fmt: skip
+        "sweep": {
+            "study": spec.study,
+            "trial": trial.number,
+            "params": trial.params,
+            "objective": OBJECTIVE,
+            "storage": _redact(spec.storage),
+        },
+    }
     try:
         path, _ = save_trained(
-            result, spec.save_to, f"sweep {spec.study} trial {trial.number}", limits=spec.limits, **extra
+            result, spec.save_to, f"sweep {spec.study} trial {trial.number}", limits=spec.limits, data=data, **extra
         )
     except FolderFull as e:
         study.set_user_attr("save_error", str(e))
@@ -326,9 +348,15 @@ def _save_best(spec: SweepSpec, study: Any, trial: Any, result: Any) -> str | No
 
 def _record(t: Any) -> dict[str, Any]:
     value = None if t.value is None or not math.isfinite(t.value) else t.value
-    return {"number": t.number, "params": t.params, "state": t.state.name.lower(), "value": value,
-            "epochs": len(t.intermediate_values), "error": t.user_attrs.get("error"),
-            "intermediate": {int(k): v for k, v in sorted(t.intermediate_values.items())}}  # fmt: skip
+    return {
+        "number": t.number,
+        "params": t.params,
+        "state": t.state.name.lower(),
+        "value": value,
+        "epochs": len(t.intermediate_values),
+        "error": t.user_attrs.get("error"),
+        "intermediate": {int(k): v for k, v in sorted(t.intermediate_values.items())},
+    }
 
 
 def summary(study: Any, checkpoint: str | None = None) -> dict[str, Any]:
@@ -337,13 +365,17 @@ def summary(study: Any, checkpoint: str | None = None) -> dict[str, Any]:
     done = [t for t in trials if t["state"] == "complete" and t["value"] is not None]
     best = max(done, key=lambda t: t["value"]) if done else None
     return {
-        "study": study.study_name, "arch": study.user_attrs.get("arch"), "objective": OBJECTIVE,
-        "trials": trials, "best": best, "checkpoint": checkpoint or study.user_attrs.get("best_checkpoint"),
+        "study": study.study_name,
+        "arch": study.user_attrs.get("arch"),
+        "objective": OBJECTIVE,
+        "trials": trials,
+        "best": best,
+        "checkpoint": checkpoint or study.user_attrs.get("best_checkpoint"),
         "save_error": study.user_attrs.get("save_error"),
-    }  # fmt: skip
+    }
 
 
-def load_summary(study_name: str, storage: str = DEFAULT_STORAGE) -> dict[str, Any]:
+def load_summary(study_name: str, storage: str = SWEEP_STORAGE) -> dict[str, Any]:
     """The summary of a stored study (for the app's live view and `--json`)."""
     optuna = _optuna()
     try:

@@ -24,7 +24,7 @@ from torch import nn
 
 from .augment import augment_batch
 from .config import TrainConfig
-from .data import FashionMNIST, load_dataset, stratified_split, stratified_subset
+from .data import FashionMNIST, load_dataset, split_indices
 from .models import count_params, create_model
 from .runtime import autocast, has_conv, pick_device, pick_precision, predict_logits, to_input
 
@@ -96,8 +96,9 @@ Event = BatchEvent | EpochEvent | DoneEvent
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
+        nesterov = cfg.momentum > 0  # Nesterov needs momentum: plain SGD at 0
         return torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov, weight_decay=cfg.weight_decay
         )
     opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return opt(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -220,19 +221,6 @@ class Trainer:
 # ---------------------------------------------------------------- the run's state
 
 
-def split_indices(cfg: TrainConfig, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The run's (train, validation) indices into the 60k training images.
-
-    A seeded stratified split; with `subset`, both parts shrink class-balanced (validation to
-    subset/5, at least 200 images) so that a classroom run stays fast end to end.
-    """
-    train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.seed)
-    if cfg.subset:
-        train_idx = train_idx[stratified_subset(labels[train_idx], cfg.subset, cfg.seed)]
-        val_idx = val_idx[stratified_subset(labels[val_idx], max(cfg.subset // 5, 200), cfg.seed)]
-    return train_idx, val_idx
-
-
 @dataclass
 class Best:
     """The best epoch so far by its score (what `monitor` watches), with a copy of its weights.
@@ -349,10 +337,17 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event | None) -> Generat
             now, done, total = run.clock(), (epoch - 1) * run.batches + b + 1, cfg.epochs * run.batches
             elapsed = now - run.t0
             yield BatchEvent(
-                epoch=epoch, batch=b + 1, batches=run.batches, loss=tally.loss, acc=tally.acc, lr=tr.lr,
-                images_per_s=tally.count / max(now - t_epoch, 1e-9), elapsed=elapsed, eta=elapsed / done * (total - done),
+                epoch=epoch,
+                batch=b + 1,
+                batches=run.batches,
+                loss=tally.loss,
+                acc=tally.acc,
+                lr=tr.lr,
+                images_per_s=tally.count / max(now - t_epoch, 1e-9),
+                elapsed=elapsed,
+                eta=elapsed / done * (total - done),
                 progress=done / total,
-            )  # fmt: skip
+            )
     tally.seconds = run.clock() - t_epoch
     run.train_time += tally.seconds
     return tally
@@ -377,10 +372,16 @@ def _end_epoch(run: _Run, epoch: int, tally: Tally) -> EpochEvent:
     is_best = run.best.consider(score, val_loss, epoch, run.trainer.model, acc=val_acc)
     elapsed = run.clock() - run.t0
     row = {
-        "epoch": epoch, "train_loss": tally.loss, "train_acc": tally.acc, "val_loss": val_loss, "val_acc": val_acc,
-        "lr": run.trainer.lr, "images_per_s": tally.count / max(tally.seconds, 1e-9), "elapsed": elapsed,
+        "epoch": epoch,
+        "train_loss": tally.loss,
+        "train_acc": tally.acc,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "lr": run.trainer.lr,
+        "images_per_s": tally.count / max(tally.seconds, 1e-9),
+        "elapsed": elapsed,
         "partial": tally.halt in ("stopped", "finished"),
-    }  # fmt: skip
+    }
     run.history.append(row)
     eta = elapsed / epoch * (run.cfg.epochs - epoch)
     return EpochEvent(
@@ -412,10 +413,20 @@ def _finish(run: _Run, status: Status, message: str) -> DoneEvent:
             message += f" Restored the best weights (epoch {best.epoch}, {describe_val(best.acc)})."
         model = tr.model.eval()
     result = TrainResult(
-        status=status, message=message, config=run.cfg, model=model, history=run.history, best_epoch=best.epoch,
-        val_acc=best.acc, val_loss=best.loss, train_time_s=run.train_time, params=count_params(tr.model),
-        data_checksum=run.data.checksum, device=str(tr.device), precision=tr.precision,
-    )  # fmt: skip
+        status=status,
+        message=message,
+        config=run.cfg,
+        model=model,
+        history=run.history,
+        best_epoch=best.epoch,
+        val_acc=best.acc,
+        val_loss=best.loss,
+        train_time_s=run.train_time,
+        params=count_params(tr.model),
+        data_checksum=run.data.checksum,
+        device=str(tr.device),
+        precision=tr.precision,
+    )
     return DoneEvent(status=status, message=message, result=result)
 
 
@@ -444,16 +455,9 @@ def iter_training(
     yield _finish(run, *_ending(run, epoch, tally))
 
 
-def train(
-    cfg: TrainConfig,
-    data: FashionMNIST | None = None,
-    stop: threading.Event | None = None,
-    on_event: Callable[[Event], None] | None = None,
-) -> TrainResult:
-    """Run `iter_training` to the end, passing every event to `on_event`; return the result."""
+def train(cfg: TrainConfig, data: FashionMNIST | None = None, stop: threading.Event | None = None) -> TrainResult:
+    """Run `iter_training` to the end and return the result."""
     for ev in iter_training(cfg, data, stop):
-        if on_event:
-            on_event(ev)
         if isinstance(ev, DoneEvent):
             return ev.result
     raise RuntimeError("training ended without a DoneEvent")  # unreachable

@@ -23,8 +23,10 @@ def main() -> int:
     for path in a.checkpoints:
         card = read_card(path)
         hist, cfg = card["history"], card["config"]
-        print(f"\n`{Path(path).name}`: {cfg['epochs']} epochs, label smoothing {cfg['label_smoothing']}, "
-              f"augment {cfg['augment']}, seed {cfg['seed']}; best epoch {card['best_epoch']}\n")  # fmt: skip
+        print(
+            f"\n`{Path(path).name}`: {cfg['epochs']} epochs, label smoothing {cfg['label_smoothing']}, "
+            f"augment {cfg['augment']}, seed {cfg['seed']}; best epoch {card['best_epoch']}\n"
+        )
         print("| epoch | minutes alone (epochs x solo epoch) | minutes as run | validation accuracy |")
         print("|---|---|---|---|")
         for h in hist:

@@ -19,8 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium package (make test installs it)
 # Without the background-networking flags Chromium keeps dialling out on this closed network.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def launch(playwright, camera: str | os.PathLike | None = None):
@@ -28,8 +35,15 @@ def launch(playwright, camera: str | os.PathLike | None = None):
 
     With `camera`, a Y4M file (see `write_y4m`) is the webcam: it shows that picture.
     """
-    fake = [] if camera is None else ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                                      f"--use-file-for-fake-video-capture={camera}"]  # fmt: skip
+    fake = (
+        []
+        if camera is None
+        else [
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}",
+        ]
+    )
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + fake)
 
 
@@ -92,12 +106,28 @@ def serve_app(
     inside another (a private mount namespace, in scripts/no_dataset_check.py).
     """
     port = free_port()
-    argv = [python, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]  # fmt: skip
+    argv = [
+        python,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     proc = subprocess.Popen(
-        wrap(argv) if wrap else argv, cwd=ROOT, env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        wrap(argv) if wrap else argv,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         t0 = time.time()
@@ -209,10 +239,14 @@ def axe_violations(page, tags: list[str] = WCAG_AA) -> list[dict]:
 
     res = Axe().run(page, options={"runOnly": {"type": "tag", "values": tags}, "resultTypes": ["violations"]})
     return [
-        {"id": v["id"], "impact": v["impact"], "help": v["help"],
-         "targets": [(n["target"], n.get("failureSummary", "")[:160]) for n in v["nodes"]]}
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "targets": [(n["target"], n.get("failureSummary", "")[:160]) for n in v["nodes"]],
+        }
         for v in res.response["violations"]
-    ]  # fmt: skip
+    ]
 
 
 _COUNT_RUNS = """() => {
@@ -229,7 +263,8 @@ _COUNT_RUNS = """() => {
 }"""
 _DONE = """([n, title]) => {
   const idle = document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning';
-  if (title) return idle && [...document.querySelectorAll('[data-testid=stMain] h1')].some(h => h.innerText.includes(title));
+  if (title) return idle && [...document.querySelectorAll('[data-testid=stMain] h1')]
+    .some(h => h.innerText.includes(title));
   return window.__fmnistRuns > n;
 }"""
 
@@ -248,7 +283,9 @@ def timed_rerun(page, action, title: str | None = None, timeout: float = 60) -> 
             "() => [window.__fmnistRuns, document.querySelector('[data-testid=stApp]').dataset.testScriptState,"
             " location.pathname, [...document.querySelectorAll('[data-testid=stMain] h1')].map(h => h.innerText)]"
         )
-        raise TimeoutError(f"no finished run after the action (runs, state, path, headings: {seen}; before {before})") from None  # fmt: skip
+        raise TimeoutError(
+            f"no finished run after the action (runs, state, path, headings: {seen}; before {before})"
+        ) from None
     return time.perf_counter() - t0
 
 

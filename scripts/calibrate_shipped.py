@@ -4,7 +4,7 @@
 
 The weights are not touched (the script checks they are bit-identical after the rewrite); only the
 card gains `temperature` and `metrics.test.ece_calibrated`. New runs get both at save time
-(fmnist.checkpoints.save_trained). The ensemble has no validation split of its own and is skipped.
+(fmnist.artifacts.save_trained). The ensemble has no validation split of its own and is skipped.
 """
 
 from __future__ import annotations
@@ -37,8 +37,16 @@ def main(names: list[str]) -> None:
         save_checkpoint(ck.model, card, path)
         after = load_checkpoint(path).model.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before), f"{name}: weights changed"
-        print(json.dumps({"name": name, "temperature": t, "ece": round(ev.ece, 4),
-                          "ece_calibrated": round(card["metrics"]["test"]["ece_calibrated"], 4)}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "name": name,
+                    "temperature": t,
+                    "ece": round(ev.ece, 4),
+                    "ece_calibrated": round(card["metrics"]["test"]["ece_calibrated"], 4),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,13 @@ def class_run(
             }
             for j in jobs
         ]
-        return {"runs": n, "slots": manager.max_running, "threads": manager.threads, "total_s": round(total, 1),
-                "per_run": runs}  # fmt: skip
+        return {
+            "runs": n,
+            "slots": manager.max_running,
+            "threads": manager.threads,
+            "total_s": round(total, 1),
+            "per_run": runs,
+        }
     finally:
         manager.shutdown()
 

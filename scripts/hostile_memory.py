@@ -2,9 +2,9 @@
 
     python scripts/hostile_memory.py          # prints one JSON line per case, with the machine
 
-Cases: a 2-frame 6300x6300 animated PNG (216 KB on disk), the largest animation accepted (4000x4000), a 9500x9500 PNG sent as a drawing,
-and a phone's largest photo (a 48 MP JPEG). The figure is the growth of the process's peak
-resident memory (VmHWM, reset after importing and reading the file).
+Cases: a 2-frame 6300x6300 animated PNG (216 KB on disk), the largest animation accepted
+(4000x4000), a 9500x9500 PNG sent as a drawing, and a phone's largest photo (a 48 MP JPEG).
+The figure is the growth of the process's peak resident memory (VmHWM, reset after importing and reading the file).
 """
 
 from __future__ import annotations

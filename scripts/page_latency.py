@@ -19,8 +19,15 @@ from fmnist.runtime import cpu_flags
 from scripts.browser import choose, launch, serve_app, timed_rerun, wait_idle
 from scripts.predict_latency import pct
 
-HEADINGS = {"": "Fashion-MNIST Studio", "train": "Train a network", "evaluate": "Evaluate", "predict": "Predict",
-            "misclassified": "Misclassified", "map": "embedding map", "sweep": "Sweep"}  # fmt: skip
+HEADINGS = {
+    "": "Fashion-MNIST Studio",
+    "train": "Train a network",
+    "evaluate": "Evaluate",
+    "predict": "Predict",
+    "misclassified": "Misclassified",
+    "map": "embedding map",
+    "sweep": "Sweep",
+}
 
 
 def one_round(page) -> dict[str, float]:
@@ -53,13 +60,20 @@ def main() -> int:
         browser.close()
     ms = [t * 1000 for r in rounds for t in r.values()]
     per = {k: statistics.median(r[k] * 1000 for r in rounds) for k in rounds[0]}
-    res = {"flags": ",".join(cpu_flags()), "rounds": a.rounds, "median_ms": statistics.median(ms), "p95_ms": pct(ms, 0.95),
-           "max_ms": max(ms), "median_ms_each": {k: round(v) for k, v in per.items()}}  # fmt: skip
+    res = {
+        "flags": ",".join(cpu_flags()),
+        "rounds": a.rounds,
+        "median_ms": statistics.median(ms),
+        "p95_ms": pct(ms, 0.95),
+        "max_ms": max(ms),
+        "median_ms_each": {k: round(v) for k, v in per.items()},
+    }
     if a.json:
         print(json.dumps(res))
     else:
         print(
-            f"all {len(ms)} actions: median {res['median_ms']:.0f} ms, p95 {res['p95_ms']:.0f} ms, max {res['max_ms']:.0f} ms"
+            f"all {len(ms)} actions: median {res['median_ms']:.0f} ms, p95 {res['p95_ms']:.0f} ms, "
+            f"max {res['max_ms']:.0f} ms"
         )
         print("median per action (ms): " + ", ".join(f"{k} {v}" for k, v in res["median_ms_each"].items()))
         print(f"flags: {res['flags']}")

@@ -1,4 +1,4 @@
-"""Accuracy on photo-style images made from test images (fmnist.photos), per level and model.
+"""Accuracy on photo-style images made from test images (scripts/photos.py), per level and model.
 
 Each photo goes through the same path as an upload (fmnist.preprocess, then the model's predict
 path with its test-time augmentation). A photo the preprocessing refuses counts as wrong, and is
@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from photos import LEVELS, photo_set, render, render_empty, render_two
+
 from fmnist.checkpoints import load_checkpoint
 from fmnist.data import load_dataset
-from fmnist.photos import LEVELS, photo_set, render, render_empty, render_two
 from fmnist.preprocess import ImageError, preprocess
 from fmnist.runtime import predict_logits
 
@@ -35,7 +36,10 @@ def timing(runs: int = 10) -> int:
         t = time.perf_counter()
         preprocess(photos[k % 3])
         ms.append((time.perf_counter() - t) * 1000)
-    print(f"12 MP phone JPEG ({len(photos[0]) / 1e6:.1f} MB): preprocess median {np.median(ms):.0f} ms, max {max(ms):.0f} ms, {runs} runs")  # fmt: skip
+    print(
+        f"12 MP phone JPEG ({len(photos[0]) / 1e6:.1f} MB): preprocess median {np.median(ms):.0f} ms, "
+        f"max {max(ms):.0f} ms, {runs} runs"
+    )
     return 0
 
 
@@ -74,8 +78,10 @@ def main() -> int:
             pred = predict_logits(ck.model, x, tta_flip=ck.tta_flip).argmax(1).numpy() if xs else np.array([])
             out["accuracy"].setdefault(name, {})[level] = float((pred == np.array(ys)).sum() / a.n)
     rng = np.random.default_rng(a.seed)
-    odd = {"empty table": [render_empty("phone", rng) for _ in range(10)],
-           "two garments": [render_two(images[i], images[i + 1], "phone", rng) for i in range(0, 20, 2)]}  # fmt: skip
+    odd = {
+        "empty table": [render_empty("phone", rng) for _ in range(10)],
+        "two garments": [render_two(images[i], images[i + 1], "phone", rng) for i in range(0, 20, 2)],
+    }
     for kind, photos in odd.items():
         n_refused = 0
         for data in photos:

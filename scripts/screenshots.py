@@ -64,9 +64,9 @@ def main() -> None:
                 wait_idle(page)
             if name == "photo":  # a phone-style photo of a pullover on a table, uploaded
                 import numpy as np
+                from photos import render
 
                 from fmnist.data import load_dataset
-                from fmnist.photos import render
 
                 photo = render(load_dataset().test_images[1].numpy(), "phone", np.random.default_rng(4))
                 page.locator("input[type=file]").set_input_files(

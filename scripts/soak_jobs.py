@@ -32,8 +32,15 @@ def main(n: int) -> None:
         job = manager.submit(cfg, owner=f"student-{i}")
         job.wait()
         sessions.append(job.result.model)  # each session keeps its unsaved model, as in the app
-        rows.append({"run": i + 1, "state": job.state, "rss_mb": round(rss_mb(), 1),
-                     "threads": threading.active_count(), "workers_alive": manager.status()["workers_alive"]})  # fmt: skip
+        rows.append(
+            {
+                "run": i + 1,
+                "state": job.state,
+                "rss_mb": round(rss_mb(), 1),
+                "threads": threading.active_count(),
+                "workers_alive": manager.status()["workers_alive"],
+            }
+        )
         print(json.dumps(rows[-1]), file=sys.stderr)
     manager.shutdown()
     print(json.dumps({"machine": machine(), "runs": rows}, indent=1))

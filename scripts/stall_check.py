@@ -31,11 +31,28 @@ def main() -> int:
     ap.add_argument("extra", nargs="*", help="more `train` flags, after --")
     args = ap.parse_args()
     out = Path(tempfile.mkdtemp()) / "stalled.safetensors"
-    cmd = [sys.executable, "-m", "fmnist", "train", "--preset", args.preset, "--time-budget", f"{args.budget:g}",
-           "--out", str(out), *args.extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "fmnist",
+        "train",
+        "--preset",
+        args.preset,
+        "--time-budget",
+        f"{args.budget:g}",
+        "--out",
+        str(out),
+        *args.extra,
+    ]
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert proc.stdout is not None
     frozen = False
     for line in proc.stdout:

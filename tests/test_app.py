@@ -164,8 +164,7 @@ def test_predict_upload(at, ds):
 
 def test_predict_camera_photo_finds_the_garment_and_refuses_an_empty_table(at, ds):
     import numpy as np
-
-    from fmnist.photos import render, render_empty
+    from photos import render, render_empty
 
     goto(at, PREDICT)
     at.radio(key="pr_source").set_value("Camera").run()
@@ -176,7 +175,9 @@ def test_predict_camera_photo_finds_the_garment_and_refuses_an_empty_table(at, d
     assert "Trouser" in [m.value for m in at.markdown if m.value.startswith("###")][0]
     steps = [i for i in at.get("image") if len(i.proto.imgs) == 5][0].proto.imgs
     assert steps[1].caption.startswith("2. Garment found")  # the mask, among the steps
-    at.camera_input(key="pr_camera").set_value(("table.jpg", render_empty("phone", np.random.default_rng(1)), "image/jpeg")).run()  # fmt: skip
+    at.camera_input(key="pr_camera").set_value(
+        ("table.jpg", render_empty("phone", np.random.default_rng(1)), "image/jpeg")
+    ).run()
     assert not at.exception and any("no garment found" in e.value for e in at.error)
 
 
@@ -458,10 +459,10 @@ def test_sweep_page_refuses_an_empty_range(ckpt_dir, tmp_path, monkeypatch):
 
 
 def test_an_unreachable_cluster_falls_back_to_this_server(ckpt_dir, monkeypatch):
-    from app_support.training import job_manager
+    from app_support.training import _runs, job_manager
 
     monkeypatch.setenv("FMNIST_RAY_ADDRESS", "127.0.0.1:1")  # nothing listens there
-    job_manager.clear()
+    _runs.clear()
     try:
         at = goto(app(), TRAIN)
         assert not at.exception
@@ -471,7 +472,7 @@ def test_an_unreachable_cluster_falls_back_to_this_server(ckpt_dir, monkeypatch)
         assert job_manager().backend.name == "local"
     finally:
         job_manager().shutdown()
-        job_manager.clear()
+        _runs.clear()
 
 
 def test_calibration_is_shown_on_evaluate_and_predict(at):
@@ -593,6 +594,18 @@ def test_a_bad_link_is_ignored_with_a_note(ckpt_dir):
     assert at.session_state["tr_student_epochs"] == 4  # the preset's value stands
 
 
+def test_a_link_sets_booleans_both_ways_and_refuses_a_fractional_integer(ckpt_dir):
+    from fmnist.config import PRESETS
+
+    at = _open("train", {"preset": "best", "flip": "false", "epochs": "2.5", "patience": "0"}, TRAIN)
+    assert not at.exception
+    assert PRESETS["best"]["augment"]["flip"] is True and at.session_state["tr_best_flip"] is False
+    assert at.toggle(key="tr_best_flip").value is False
+    note = next(c.value for c in at.caption if "were not valid" in c.value)
+    assert "epochs=2.5" in note and at.session_state["tr_best_epochs"] == PRESETS["best"]["epochs"]
+    assert at.session_state["tr_best_patience"] == 0  # 0: early stopping off, as the form shows it
+
+
 def test_map_page_features_vs_pixels(at):
     from app_support.nav import MAP
 
@@ -686,8 +699,12 @@ def test_without_the_dataset_predict_classifies_and_the_other_pages_point_home(n
 def test_broken_dataset_files_are_named_not_offered_again(no_dataset, tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                 "t10k-labels-idx1-ubyte.gz"):  # fmt: skip
+    for name in (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ):
         (data_dir / name).write_bytes(b"not gzip")
     at = app()
     assert not at.exception

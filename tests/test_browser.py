@@ -61,9 +61,15 @@ def test_draw_on_canvas_and_get_a_prediction(server, page, tmp_path):
 
 def test_every_page_deep_links_with_the_shared_sidebar(server, page):
     """A fresh deep link (e.g. /predict) gets the page and the app's own sidebar, not Streamlit's legacy view."""
-    for path, marker in [("", "Ten classes"), ("train", "Start training"), ("evaluate", "Confusion matrix"),
-                         ("predict", "Brush width"), ("misclassified", "errors"),
-                         ("map", "nearest dots"), ("sweep", "Start the sweep")]:  # fmt: skip
+    for path, marker in [
+        ("", "Ten classes"),
+        ("train", "Start training"),
+        ("evaluate", "Confusion matrix"),
+        ("predict", "Brush width"),
+        ("misclassified", "errors"),
+        ("map", "nearest dots"),
+        ("sweep", "Start the sweep"),
+    ]:
         page.goto(f"{server}/{path}")
         page.get_by_text(marker).first.wait_for()
         sidebar = page.locator("[data-testid=stSidebar]")
@@ -200,8 +206,7 @@ def test_the_camera_photographs_a_garment_and_the_verdict_appears(server, pw, pa
     # Chromium's fake webcam shows a phone-style photo of trousers (made from a test image). `page`
     # is requested so that this test also runs beside the module's other browser, as in the suite.
     import numpy as np
-
-    from fmnist.photos import render
+    from photos import render
 
     write_y4m(render(ds.test_images[2].numpy(), "phone", np.random.default_rng(0)), tmp_path / "photo.y4m")
     browser = launch(pw, camera=tmp_path / "photo.y4m")

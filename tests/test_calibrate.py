@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from fmnist.calibrate import calibrated_probs, fit_temperature
 from fmnist.evaluate import expected_calibration_error
 
@@ -51,7 +52,8 @@ def test_no_samples_is_an_error():
 
 
 def test_saved_runs_carry_their_temperature(tiny_model, tmp_path, ds):
-    from fmnist.checkpoints import load_checkpoint, save_trained
+    from fmnist.artifacts import save_trained
+    from fmnist.checkpoints import load_checkpoint
 
     path, ev = save_trained(tiny_model, tmp_path / "m")
     ck = load_checkpoint(path)
@@ -64,7 +66,8 @@ def test_saved_runs_carry_their_temperature(tiny_model, tmp_path, ds):
 def test_evaluate_json_reports_temperature_and_both_eces(tiny_model, tmp_path, capsys):
     import json
 
-    from fmnist.checkpoints import load_checkpoint, save_trained
+    from fmnist.artifacts import save_trained
+    from fmnist.checkpoints import load_checkpoint
     from fmnist.cli import main
 
     path, _ = save_trained(tiny_model, tmp_path / "m")
@@ -72,3 +75,27 @@ def test_evaluate_json_reports_temperature_and_both_eces(tiny_model, tmp_path, c
     out = json.loads(capsys.readouterr().out)
     t = load_checkpoint(path).temperature
     assert out["temperature"] == t and 0.05 < t < 20 and 0 <= out["ece_calibrated"] < 1 and out["ece"] >= 0
+
+
+def test_calibrated_probs_divide_the_logits_by_t():
+    z = np.array([[2.0, 0.0, -1.0]])
+    for t in (0.5, 2.0):
+        want = np.exp(z / t) / np.exp(z / t).sum()
+        assert np.allclose(calibrated_probs(z, t), want, atol=1e-6)
+    assert calibrated_probs(z, 2.0).max() < calibrated_probs(z, None).max() < calibrated_probs(z, 0.5).max()
+    assert np.allclose(calibrated_probs(z, None), calibrated_probs(z, 1.0))
+
+
+def test_predict_shows_the_cards_calibrated_probabilities(ds):
+    """The Predict page's probabilities: softmax(logits / T) with the card's T, T > 1 softer."""
+    from app_support.inference import probs
+    from fmnist.checkpoints import load_checkpoint
+    from fmnist.runtime import predict_logits
+
+    ck = load_checkpoint(ROOT / "checkpoints" / "quick.safetensors")
+    t = ck.temperature
+    assert t is not None and t != 1.0
+    img = ds.test_images[0].numpy()
+    logits = predict_logits(ck.model, ds.test_images[:1], tta_flip=ck.tta_flip)[0].numpy()
+    want = np.exp(logits / t - (logits / t).max())
+    assert np.allclose(probs(ck, img), want / want.sum(), atol=1e-5)

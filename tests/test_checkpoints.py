@@ -4,11 +4,11 @@ import pickle
 import pytest
 import torch
 
+from fmnist.artifacts import build_card
 from fmnist.checkpoints import (
     LOCK_NAME,
     Checkpoint,
     CheckpointError,
-    build_card,
     checkpoint_path,
     from_bytes,
     load_checkpoint,
@@ -16,7 +16,7 @@ from fmnist.checkpoints import (
     sanitize_name,
     save_checkpoint,
     to_bytes,
-)  # fmt: skip
+)
 from fmnist.models import create_model
 from fmnist.runtime import to_input
 
@@ -141,7 +141,7 @@ def test_tta_flip_is_read_from_the_cards_config():
 
 
 def test_make_ensemble_card_and_metrics(tiny_model, ds):
-    from fmnist.checkpoints import make_ensemble
+    from fmnist.artifacts import make_ensemble
     from fmnist.evaluate import evaluate_test
 
     member = Checkpoint(tiny_model.model, {**build_card(tiny_model, {"accuracy": 0.7}), "name": "m1"})

@@ -111,7 +111,9 @@ def test_ensemble_from_saved(trained, tmp_path, capsys):
         (["train", "--arch", "ensemble"], "not trained"),
         (["train", "--preset", "quick", "--arch", "cnn2"], "not both"),
         (["train", "--epochs", "0"], "epochs must be in [1, 1000]"),
-        (["train", "--lr", "0", "--dry-run"], "lr must be in (0, 100]"),
+        (["train", "--lr", "0", "--dry-run"], "lr must be in [1e-06, 10], got 0.0"),
+        (["train", "--epochs", "2.5", "--dry-run"], "epochs must be an integer, got '2.5'"),
+        (["train", "--optimizer", "rmsprop", "--dry-run"], "optimizer must be one of adam, adamw, sgd"),
         (["train", "--batch-size", "65536", "--dry-run"], "batch_size must be in [2, 2048]"),
         (["train", "--arch", "logreg", "--ray", "127.0.0.1:1", "--out", "/tmp/never"], "cannot reach the Ray cluster"),
         (["sweep", "--arch", "mlp", "--param", "lr=1:0.1"], "is empty"),
@@ -156,8 +158,23 @@ def test_train_json_keys(tmp_path, capsys):
         capsys, "train", "--arch", "logreg", "--epochs", "1", "--subset", "500", "--out", str(tmp_path / "m")
     )
     assert code == 0
-    assert {"status", "message", "arch", "preset", "train_time_s", "wall_time_s", "best_epoch", "val_accuracy",
-            "params", "device", "precision", "test_accuracy", "test_loss", "macro_f1", "checkpoint"} <= set(out)  # fmt: skip
+    assert {
+        "status",
+        "message",
+        "arch",
+        "preset",
+        "train_time_s",
+        "wall_time_s",
+        "best_epoch",
+        "val_accuracy",
+        "params",
+        "device",
+        "precision",
+        "test_accuracy",
+        "test_loss",
+        "macro_f1",
+        "checkpoint",
+    } <= set(out)
     ev = main(["evaluate", out["checkpoint"], "--json"])
     full = json.loads(capsys.readouterr().out)
     assert ev == 0 and out["test_accuracy"] == full["accuracy"] and out["val_accuracy"] != full["accuracy"]
@@ -203,8 +220,11 @@ def test_predict_hostile_files_one_line_each(tmp_path, trained):
     img.save(good)
     r = subprocess.run(
         [sys.executable, "-m", "fmnist", "predict", str(trained), str(eps), str(fifo), str(good), "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 2 and "not a readable image" in lines[0] and "not a regular file" in lines[1]

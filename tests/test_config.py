@@ -36,8 +36,8 @@ def _d(name: str) -> Described:
         ("lr", "x", "lr must be a number, got 'x'"),
         ("lr", math.nan, "lr must be a number, got nan"),
         ("lr", math.inf, "lr must be a number, got inf"),
-        ("lr", 0.0, r"lr must be in \(0, 100\], got 0.0"),
-        ("lr", 100.5, r"lr must be in \(0, 100\], got 100.5"),
+        ("lr", 0.0, r"lr must be in \[1e-06, 10\], got 0.0"),
+        ("lr", 10.5, r"lr must be in \[1e-06, 10\], got 10.5"),
         ("optimizer", "rmsprop", "optimizer must be one of adam, adamw, sgd; got 'rmsprop'"),
         ("restore_best", 1, "restore_best must be true or false, got 1"),
         ("tta_flip", "yes", "tta_flip must be true or false, got 'yes'"),
@@ -53,9 +53,21 @@ def test_check_messages_name_the_option_and_the_rule(name, value, message):
 
 @pytest.mark.parametrize(
     "name, value",
-    [("epochs", 1), ("epochs", 1000), ("lr", 1e-9), ("lr", 100), ("lr", 1), ("patience", None), ("subset", None),
-     ("batch_size", 2), ("weight_decay", 0.0), ("shift", 0.5), ("restore_best", False), ("optimizer", "sgd")],
-)  # fmt: skip
+    [
+        ("epochs", 1),
+        ("epochs", 1000),
+        ("lr", 1e-6),
+        ("lr", 10),
+        ("lr", 1),
+        ("patience", None),
+        ("subset", None),
+        ("batch_size", 2),
+        ("weight_decay", 0.0),
+        ("shift", 0.5),
+        ("restore_best", False),
+        ("optimizer", "sgd"),
+    ],
+)
 def test_check_accepts_the_edges_of_each_range(name, value):
     check(_d(name), value)
 
@@ -159,3 +171,84 @@ def test_zero_turns_an_optional_option_off():
     assert (cfg.patience, cfg.subset, cfg.time_budget) == (None, None, None)
     assert origin["patience"] == "command line"
     assert explain_config("keras3")[0].patience == 1  # the recipe's early stopping stands when not given
+
+
+@pytest.mark.parametrize(
+    "name, text, value",
+    [
+        ("flip", "true", True),
+        ("flip", "FALSE", False),
+        ("flip", "1", True),
+        ("flip", "0", False),
+        ("flip", " yes ", True),
+        ("flip", "off", False),
+        ("epochs", "3", 3),
+        ("epochs", "3.0", 3),
+        ("lr", "0.01", 0.01),
+        ("lr", "1e-3", 0.001),
+        ("optimizer", "sgd", "sgd"),
+        ("patience", "0", 0),
+        ("subset", "0", 0),
+        ("time_budget", "0", 0.0),
+        ("subset", "5000", 5000),
+        ("rotate", "15", 15.0),
+    ],
+)
+def test_parse_value_is_one_set_of_rules(name, text, value):
+    from fmnist.config import options, parse_value
+
+    got = parse_value(options()[name], text)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("flip", "maybe", "flip must be true or false, got 'maybe'"),
+        ("flip", "2", "flip must be true or false, got '2'"),
+        ("epochs", "2.5", "epochs must be an integer, got '2.5'"),
+        ("epochs", "two", "epochs must be an integer, got 'two'"),
+        ("epochs", "inf", "epochs must be an integer, got 'inf'"),
+        ("epochs", "0", r"epochs must be in \[1, 1000\], got 0"),
+        ("lr", "nan", "lr must be a number, got 'nan'"),
+        ("lr", "-inf", "lr must be a number, got '-inf'"),
+        ("lr", "", "lr must be a number, got ''"),
+        ("lr", "20", r"lr must be in \[1e-06, 10\], got 20.0"),
+        ("optimizer", "rmsprop", "optimizer must be one of adam, adamw, sgd; got 'rmsprop'"),
+        ("patience", "-1", r"patience must be in \[1, 1000\], got -1"),
+    ],
+)
+def test_parse_value_refuses_in_one_line_naming_the_option(name, text, message):
+    from fmnist.config import options, parse_value
+
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        parse_value(options()[name], text)
+
+
+def test_links_sweeps_and_flags_share_the_parser(capsys):
+    """The same text gives the same value, or the same refusal, through a sweep's --param and a CLI flag."""
+    from fmnist.cli import _option_overrides, parser
+    from fmnist.sweep import SweepError, parse_param
+
+    a = parser().parse_args(["train", "--epochs", "3.0", "--patience", "0", "--optimizer", "sgd"])
+    given = _option_overrides(a)
+    assert (given["epochs"], given["patience"], given["optimizer"]) == (3, 0, "sgd")
+    assert parse_param("epochs=3.0,4").choices == (3, 4) and parse_param("flip=1,0").choices == (True, False)
+    assert parse_param("patience=0,3").choices == (0, 3)  # 0: early stopping off, as on the command line
+    with pytest.raises(SweepError, match="epochs must be an integer, got '2.5'"):
+        parse_param("epochs=2.5,3")
+    with pytest.raises(ConfigError, match="epochs must be an integer, got '2.5'"):
+        _option_overrides(parser().parse_args(["train", "--epochs", "2.5"]))
+
+
+def test_the_student_preset_is_quick_on_5000_images_and_changes_nothing_of_quick():
+    from dataclasses import replace
+
+    quick, student = make_config(preset="quick"), make_config(preset="student")
+    assert quick.subset is None and student.subset == 5000
+    assert replace(student, subset=None) == quick  # every other option is quick's
+    _, recipe = base_recipe("student")
+    recipe["augment"]["flip"] = not recipe["augment"].get("flip", False)  # a caller changing its copy
+    recipe["epochs"] = 99
+    assert make_config(preset="quick") == quick and make_config(preset="student") == student
+    assert PRESETS["student"]["augment"] is not PRESETS["quick"]["augment"]  # no shared dict to change both

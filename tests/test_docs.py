@@ -35,14 +35,19 @@ def test_paths_commands_and_variables_that_do_not_exist_are_named():
     )
     problems = docs_check.check_paths(ROOT, {doc: text}) + docs_check.check_commands(ROOT, {doc: text})
     problems += docs_check.check_vars(ROOT, {doc: text})
-    assert sorted(problems) == sorted([
-        "X.md: `scripts/nope.py` does not exist",
-        "X.md: `python -m fmnist train` has no --nope",
-        "X.md: `python -m fmnist fly` is not a command",
-        "X.md: `make lunch` is not a Makefile target",
-        "X.md: " + "FMNIST_" + "NOPE is read nowhere in the code",  # (spelt in two parts: no literal here)
-    ] + [f"DEPLOY.md: {v} is read by the code but missing from the variables table"
-         for v in sorted(docs_check.code_vars(ROOT))])  # fmt: skip
+    assert sorted(problems) == sorted(
+        [
+            "X.md: `scripts/nope.py` does not exist",
+            "X.md: `python -m fmnist train` has no --nope",
+            "X.md: `python -m fmnist fly` is not a command",
+            "X.md: `make lunch` is not a Makefile target",
+            "X.md: " + "FMNIST_" + "NOPE is read nowhere in the code",  # (spelt in two parts: no literal here)
+        ]
+        + [
+            f"DEPLOY.md: {v} is read by the code but missing from the variables table"
+            for v in sorted(docs_check.code_vars(ROOT))
+        ]
+    )
 
 
 def test_every_variable_the_code_reads_is_in_deploys_table():

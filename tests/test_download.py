@@ -84,12 +84,24 @@ def test_the_download_goes_where_the_data_is_looked_for(monkeypatch, tmp_path):
 
 def test_cli_download_one_line_either_way(mirror, tmp_path):
     env = {"FMNIST_DATA_MIRROR": mirror.url, "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-m", "fmnist", "download", "--dest", str(tmp_path / "d")], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "fmnist", "download", "--dest", str(tmp_path / "d")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and "verified: True" in r.stdout, r.stderr
     env["FMNIST_DATA_MIRROR"] = "http://127.0.0.1:9/"
-    r = subprocess.run([sys.executable, "-m", "fmnist", "download", "--dest", str(tmp_path / "e")], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "fmnist", "download", "--dest", str(tmp_path / "e")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "cannot download" in r.stderr
 

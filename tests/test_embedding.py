@@ -42,3 +42,13 @@ def test_tsne_and_bad_method():
     assert xy.shape == (120, 2) and neighbourhood_purity(xy, labels) > 0.95
     with pytest.raises(ValueError):
         project(x, "umap")
+
+
+def test_neighbourhood_purity_by_hand():
+    # on a line: 0 1 2 | 10 11 12, classes a a b | b b a; with k=2 each point's two nearest others agree
+    # with it 1, 1, 0 | 1, 1, 0 times: 4 of 12
+    xy = np.array([[0, 0], [1, 0], [2, 0], [10, 0], [11, 0], [12, 0]], dtype=np.float32)
+    labels = np.array([0, 0, 1, 1, 1, 0])
+    assert neighbourhood_purity(xy, labels, k=2) == pytest.approx(4 / 12)
+    assert neighbourhood_purity(xy, np.zeros(6, int), k=2) == 1.0
+    assert neighbourhood_purity(xy, np.arange(6), k=2) == 0.0  # never counts the point itself

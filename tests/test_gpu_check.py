@@ -17,15 +17,30 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 def test_gpu_check_smoke_on_the_cpu(tmp_path):
     env = {**os.environ, "GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_SMOKE": "1"}
-    r = subprocess.run(["bash", "scripts/gpu_check.sh", str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=600)  # fmt: skip
+    r = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     summary = (tmp_path / "summary.md").read_text()
     assert r.returncode == 0, summary + r.stdout[-3000:] + r.stderr[-2000:]
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in summary.splitlines() if line.startswith("| ") and not line.startswith("| step")}  # fmt: skip
-    assert set(rows) == {"quick-budget", "quick-budget-reached", "student-budget", "best-budget", "stall",
-                         "sweep-2-trials", "evaluate", "predict", "export-onnx", "map-and-layers",
-                         "app-training-path", "slots"}  # fmt: skip
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in summary.splitlines()
+        if line.startswith("| ") and not line.startswith("| step")
+    }
+    assert set(rows) == {
+        "quick-budget",
+        "quick-budget-reached",
+        "student-budget",
+        "best-budget",
+        "stall",
+        "sweep-2-trials",
+        "evaluate",
+        "predict",
+        "export-onnx",
+        "map-and-layers",
+        "app-training-path",
+        "slots",
+    }
     assert rows["best-budget"][0] == "skipped"
     for name, (result, seconds, _) in rows.items():
         if name != "best-budget":

@@ -68,15 +68,15 @@ BAD_FILES = {
     "deep-card-object": (
         lambda: _raw(_mlp_state(), json.dumps(_card(x=json.loads("[" * 40 + "]" * 40)))),
         "nests deeper",
-    ),  # fmt: skip
+    ),
     "huge-kwargs": (
         lambda: _raw(_mlp_state(), json.dumps({**_card(), "kwargs": {"hidden": 10**9}})),
         "over the limit",
-    ),  # fmt: skip
+    ),
     "bad-kwargs": (
         lambda: _raw(_mlp_state(), json.dumps({**_card(), "kwargs": {"hidden": -5}})),
         "cannot build 'mlp'",
-    ),  # fmt: skip
+    ),
     "unknown-arch": (lambda: _raw(_mlp_state(), json.dumps(_card("vgg"))), "cannot build 'vgg'"),
     "nan-weights": (_nan_weights, "NaN or infinite"),
     "int-weights": (_int_weights, "torch.int16"),
@@ -167,7 +167,7 @@ def test_two_processes_saving_one_name_one_wins_one_is_told(tmp_path):
             [sys.executable, "-c", RACER.format(root=str(ROOT), start=start, note=n, folder=str(tmp_path))],
             stdout=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for n in ("alice", "bob")
     ]
     outcomes = sorted(p.communicate(timeout=120)[0].strip().split(" ", 1) for p in procs)
@@ -249,7 +249,7 @@ def test_folder_quota_counts_saved_models_not_shipped_ones(tmp_path):
 def test_folder_limits_from_env(monkeypatch):
     monkeypatch.setenv("FMNIST_MAX_SAVED_MODELS", "7")
     monkeypatch.setenv("FMNIST_MAX_SAVED_MB", "1.5")
-    assert FolderLimits.from_env() == FolderLimits(7, int(1.5 * 2**20))
+    assert FolderLimits.from_settings() == FolderLimits(7, int(1.5 * 2**20))
 
 
 def test_names_stay_inside_the_folder(tmp_path):

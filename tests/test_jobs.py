@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from fmnist.config import TrainConfig
+from fmnist.data import split_indices
 from fmnist.jobs import JobManager, default_max_running, format_wait, threads_per_run
 from fmnist.runtime import predict_logits
-from fmnist.train import split_indices
 
 TINY = dict(arch="logreg", epochs=1, subset=300, precision="fp32", log_every=1)
 LONG = dict(arch="mlp", epochs=200, subset=2000, precision="fp32", log_every=1)
@@ -176,3 +176,50 @@ def test_the_same_seed_gives_the_same_curves_in_worker_processes():
         assert [(e.train_loss, e.val_acc) for e in other.snapshot().epochs] != [x[:2] for x in a]
     finally:
         m.shutdown()
+
+
+def test_the_run_queue_is_fifo_within_its_slots():
+    from types import SimpleNamespace
+
+    from fmnist.jobs import RunQueue
+
+    q = RunQueue(max_running=2)
+    jobs = [SimpleNamespace(name=n, started=None, batches=SimpleNamespace(latest=None)) for n in "abcd"]
+    q.queued.extend(jobs)
+    assert [q.position(j) for j in jobs] == [1, 2, 3, 4]
+    first = q.next_to_start()
+    q.started(first)
+    second = q.next_to_start()
+    q.started(second)
+    assert (first.name, second.name) == ("a", "b") and q.next_to_start() is None  # no third slot
+    assert [q.position(j) for j in jobs] == [None, None, 1, 2]  # a started job is not queued
+    assert q.live() == [first, second, jobs[2], jobs[3]]
+    q.ended(first, finished=False)
+    third = q.next_to_start()
+    q.started(third)
+    assert third.name == "c" and q.next_to_start() is None and q.live() == [second, third, jobs[3]]
+
+
+def test_the_run_queue_estimates_starts_from_finished_runs(monkeypatch):
+    from types import SimpleNamespace
+
+    from fmnist import jobs as jobs_mod
+    from fmnist.jobs import DEFAULT_RUN_S, RunQueue
+
+    now = [1000.0]
+    monkeypatch.setattr(jobs_mod.time, "monotonic", lambda: now[0])
+    q = RunQueue(max_running=1)
+    assert q.starts_in(1) == 0.0 and q.starts_in(3) == 2 * DEFAULT_RUN_S  # a free slot; two typical runs ahead
+    a = SimpleNamespace(started=None, batches=SimpleNamespace(latest=None))
+    q.started(a)
+    a.started = 1000.0
+    now[0] = 1030.0
+    q.ended(a, finished=True)  # a 30 s run: the typical length from now on
+    b = SimpleNamespace(started=1030.0, batches=SimpleNamespace(latest=SimpleNamespace(eta=12.0)))
+    q.started(b)
+    assert q.starts_in(1) == 12.0 and q.starts_in(2) == 42.0  # b's own estimate, then one typical run
+    c = SimpleNamespace(started=1030.0, batches=SimpleNamespace(latest=None))
+    q.ended(b, finished=False)  # a cancelled run does not count as a typical length
+    q.started(c)
+    now[0] = 1040.0
+    assert q.starts_in(1) == 20.0  # typical 30 s, 10 s already done

@@ -93,12 +93,16 @@ def test_a_class_of_eight_and_a_teacher(tmp_path):
         browser.close()
 
     figures = {
-        "students": STUDENTS, "cores": os.cpu_count(), "max_trainings": 1,
+        "students": STUDENTS,
+        "cores": os.cpu_count(),
+        "max_trainings": 1,
         "taken_s": {"max": max(taken), "p50": statistics.median(taken)},
         "idle_s": {k: statistics.median(t[k] for t in idle) for k in ("evaluate", "predict")},
-        "loaded_s": loaded, "finished_after_s": {"p50": statistics.median(waits), "max": max(waits)},
-        "errors": errors, "workers_left": len(workers),
-    }  # fmt: skip
+        "loaded_s": loaded,
+        "finished_after_s": {"p50": statistics.median(waits), "max": max(waits)},
+        "errors": errors,
+        "workers_left": len(workers),
+    }
     if os.environ.get("FMNIST_LOAD_REPORT"):
         with open(os.environ["FMNIST_LOAD_REPORT"], "w") as f:
             json.dump(figures, f, indent=1)

@@ -65,7 +65,11 @@ def test_ensemble_votes():
 def _shapes(model: torch.nn.Module) -> list[tuple[int, ...]]:
     """The output shape of every Conv2d, in order."""
     seen: list = []
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[1:]))) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]  # fmt: skip
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[1:])))
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
     model.eval()(torch.zeros(1, 1, 28, 28))
     for h in hooks:
         h.remove()

@@ -56,8 +56,14 @@ print("OK without fcntl")
 
 
 def test_the_app_and_a_save_work_without_fcntl(tmp_path, ckpt_dir):
-    r = subprocess.run([sys.executable, "-c", APP_WITHOUT_FCNTL, str(tmp_path)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-c", APP_WITHOUT_FCNTL, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 0 and "OK without fcntl" in r.stdout, (r.stdout + r.stderr)[-3000:]
 
 
@@ -90,19 +96,24 @@ def test_setup_without_apt_get_or_sha256sum_downloads_from_the_mirror(tmp_path):
     assert not any(shutil.which(b, path=path) for b in BANNED) and shutil.which("python3", path=path)
     data_dir = tmp_path / "data"
     with LoopbackMirror() as mirror:
-        env = {**os.environ, "PATH": path, "FMNIST_DATA_DIR": str(data_dir), "FMNIST_DATA_MIRROR": mirror.url,
-               "PYTHON": sys.executable}  # fmt: skip
-        r = subprocess.run(["bash", "scripts/setup.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=900)  # fmt: skip
+        env = {
+            **os.environ,
+            "PATH": path,
+            "FMNIST_DATA_DIR": str(data_dir),
+            "FMNIST_DATA_MIRROR": mirror.url,
+            "PYTHON": sys.executable,
+        }
+        r = subprocess.run(["bash", "scripts/setup.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
         assert "== getting Fashion-MNIST" in r.stdout and "verified: True" in r.stdout, r.stdout
         assert "command not found" not in r.stderr, r.stderr
         assert sum(mirror.requests.values()) == 4
-        r = subprocess.run(["bash", "scripts/setup.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=300)  # fmt: skip
+        r = subprocess.run(["bash", "scripts/setup.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0 and "== Fashion-MNIST found" in r.stdout, r.stdout  # the second run reuses it
         assert "requirements.txt already installed" in r.stdout and sum(mirror.requests.values()) == 4
     assert sorted(p.name for p in data_dir.glob("*.gz")) == [
-        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+        "train-images-idx3-ubyte.gz",
         "train-labels-idx1-ubyte.gz",
-    ]  # fmt: skip
+    ]

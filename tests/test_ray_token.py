@@ -121,8 +121,14 @@ def test_one_connection_shared_and_closed_by_the_last_backend(monkeypatch):
     monkeypatch.setattr(ray_backend, "_USERS", 0)
     a = RayBackend("10.0.0.5:6379")
     b = RayBackend("10.0.0.5:6379", cpus_per_run=1, local_data=False)
-    assert fake.inits == [{"address": "10.0.0.5:6379", "runtime_env": {"py_modules": [str(ray_backend.PACKAGE_DIR)]},
-                           "log_to_driver": False, "logging_level": "ERROR"}]  # fmt: skip
+    assert fake.inits == [
+        {
+            "address": "10.0.0.5:6379",
+            "runtime_env": {"py_modules": [str(ray_backend.PACKAGE_DIR)]},
+            "log_to_driver": False,
+            "logging_level": "ERROR",
+        }
+    ]
     assert (a.address, a.cpus_per_run, a.local_data, a.ray) == ("10.0.0.5:6379", 3, True, fake)
     assert (b.cpus_per_run, b.local_data) == (1, False) and ray_backend._USERS == 2
     assert a._actor.__name__ == "RayRun" and a._data_ref is None and a._lock.acquire(blocking=False)

@@ -55,7 +55,11 @@ def test_cpuinfo_is_read_from_proc(monkeypatch, tmp_path):
     import builtins
 
     real_open = builtins.open
-    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: (_ for _ in ()).throw(OSError()) if p == "/proc/cpuinfo" else real_open(p, *a, **k))  # fmt: skip
+    monkeypatch.setattr(
+        builtins,
+        "open",
+        lambda p, *a, **k: (_ for _ in ()).throw(OSError()) if p == "/proc/cpuinfo" else real_open(p, *a, **k),
+    )
     assert runtime._cpuinfo() == ""
 
 

@@ -150,8 +150,17 @@ def test_a_clock_run_with_a_stall_ends_cleanly_by_the_clock(monkeypatch, ds):
 
 
 def test_sgd_momentum_follows_onecycle(ds):
-    cfg = TrainConfig(arch="logreg", epochs=1, subset=600, batch_size=50, optimizer="sgd", lr=0.05,
-                      schedule="onecycle", precision="fp32", device="cpu")  # fmt: skip
+    cfg = TrainConfig(
+        arch="logreg",
+        epochs=1,
+        subset=600,
+        batch_size=50,
+        optimizer="sgd",
+        lr=0.05,
+        schedule="onecycle",
+        precision="fp32",
+        device="cpu",
+    )
     res = train(cfg, ds)
     assert res.status == "finished"
     tr = Trainer.build(cfg, 12, torch.device("cpu"), "fp32", torch.Generator().manual_seed(0))

@@ -1,12 +1,12 @@
-"""The garment in a photo: fmnist.segment through fmnist.preprocess, on generated photos (fmnist.photos)."""
+"""The garment in a photo: fmnist.segment through fmnist.preprocess, on generated photos (scripts/photos.py)."""
 
 import io
 
 import numpy as np
 import pytest
+from photos import render, render_empty, render_two
 from PIL import Image
 
-from fmnist.photos import render, render_empty, render_two
 from fmnist.preprocess import BlankImageError, ImageError, preprocess
 from fmnist.segment import NoGarmentError, fit_background, segment
 
@@ -98,3 +98,57 @@ def test_a_heic_photo_from_an_iphone_is_read_upright(ds):
     out = preprocess(buf.getvalue())
     assert "HEIC" in FORMAT_NAMES and out.inverted
     assert _corr(out.image, ds.test_images[1].numpy()) > 0.6
+
+
+def _canvas(*boxes):
+    raw = np.zeros((200, 200), bool)
+    for y0, y1, x0, x1 in boxes:
+        raw[y0:y1, x0:x1] = True
+    return raw
+
+
+def test_one_object_keeps_the_garment_with_its_nearby_parts_and_drops_far_specks():
+    from fmnist.segment import one_object
+
+    garment, strap, speck = (60, 140, 60, 140), (60, 140, 150, 156), (5, 9, 5, 9)  # strap: 10 px off the box
+    out = one_object(_canvas(garment, strap, speck))
+    assert out[100, 100] and out[100, 153]  # the strap belongs to the garment
+    assert not out[7, 7]  # a speck far away is not part of it (and too small to be a second object)
+    assert out.sum() == 80 * 80 + 80 * 6
+
+
+@pytest.mark.parametrize("side, refused", [(30, True), (25, False)])
+def test_a_second_region_counts_as_an_object_from_30_percent_of_the_first(side, refused):
+    from fmnist.segment import one_object
+
+    big = (100, 150, 100, 150)  # 2500 px; 30% is 750 px: a 30x30 square (900 px) is a second object, 25x25 (625) is not
+    other = (5, 5 + side, 5, 5 + side)  # far from the big one's box
+    raw = _canvas(big, other)
+    if refused:
+        with pytest.raises(NoGarmentError, match="^2 separate objects found"):
+            one_object(raw)
+    else:
+        out = one_object(raw)
+        assert out[125, 125] and not out[10, 10]
+
+
+def test_specks_alone_are_no_garment():
+    from fmnist.segment import one_object
+
+    with pytest.raises(NoGarmentError, match="only small specks"):
+        one_object(_canvas((10, 25, 10, 25)))  # 225 px of 40,000: under 1%
+    with pytest.raises(NoGarmentError, match="only small specks"):
+        one_object(np.zeros((50, 50), bool))
+
+
+def test_the_flat_field_puts_one_fabric_at_one_grey_across_a_lit_gradient():
+    """A fabric that reflects half the light, on a table lit from one side: divided by the fitted
+    table, it is the same grey (ink 0.5) everywhere, and off the garment the ink is 0."""
+    w, h = 400, 300
+    light = np.linspace(0.55, 0.95, w, dtype=np.float32)[None, :, None].repeat(h, 0).repeat(3, 2)
+    photo = light.copy()
+    photo[80:220, 100:300] *= 0.5
+    seg = segment(photo)
+    inside = seg.ink[100:200, 120:280]
+    assert abs(float(inside.mean()) - 0.5) < 0.02 and float(inside.std()) < 0.02
+    assert float(seg.ink[:40].max()) == 0.0 and float(seg.ink[:, :60].max()) == 0.0

@@ -4,6 +4,7 @@ import json
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,12 +17,12 @@ from fmnist.sweep import Param, SweepError, SweepSpec, check_spec, parse_param
 @pytest.mark.parametrize(
     "text, want",
     [
-        ("lr=1e-4:1e-1:log", Param("lr", float, 1e-4, 0.1, True)),
-        ("batch_size=64,128,256", Param("batch_size", int, choices=(64, 128, 256))),
-        ("batch-size=32:256", Param("batch_size", int, 32, 256)),
-        ("optimizer=adam,sgd", Param("optimizer", str, choices=("adam", "sgd"))),
-        ("flip=true,false", Param("flip", bool, choices=(True, False))),
-        ("weight_decay=0:0.01", Param("weight_decay", float, 0.0, 0.01)),
+        ("lr=1e-4:1e-1:log", Param("lr", 1e-4, 0.1, True)),
+        ("batch_size=64,128,256", Param("batch_size", choices=(64, 128, 256))),
+        ("batch-size=32:256", Param("batch_size", 32, 256)),
+        ("optimizer=adam,sgd", Param("optimizer", choices=("adam", "sgd"))),
+        ("flip=true,false", Param("flip", choices=(True, False))),
+        ("weight_decay=0:0.01", Param("weight_decay", 0.0, 0.01)),
     ],
 )
 def test_parse_param(text, want):
@@ -37,12 +38,14 @@ def test_parse_param(text, want):
         ("lr", "write NAME=LOW:HIGH"),
         ("learning_rate=1:2", "unknown parameter 'learning_rate'"),
         ("device=cpu,cuda", "unknown parameter 'device'"),
-        ("lr=0:0.1:log", "lr must be in (0, 100]"),
+        ("lr=0:0.1:log", "lr must be in [1e-06, 10], got 0.0"),
+        ("lr=0.001:20", "lr must be in [1e-06, 10], got 20.0"),
+        ("patience=0:5", "patience must be in [1, 1000], got 0"),
         ("weight_decay=0:0.1:log", "log range needs LOW > 0"),
         ("batch_size=16,99999", "batch_size must be in [2, 2048]"),
         ("optimizer=adam,rmsprop", "optimizer must be one of"),
         ("optimizer=a:b", "not a number"),
-        ("epochs=1.5:3", "not an integer"),
+        ("epochs=1.5:3", "epochs must be an integer, got '1.5'"),
         ("lr=1:2:linear", "LOW:HIGH:log"),
     ],
 )
@@ -78,8 +81,28 @@ def test_a_sweep_prunes_stores_resumes_and_saves_its_best(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
     out = tmp_path / "best"
     # 8 epochs on 10,000 images: long enough that a pruned trial's run is stopped well before its end
-    common = ["--arch", "mlp", "--val-fraction", "0.1", "--epochs", "8", "--subset", "10000", "--precision", "fp32", "--param", "lr=1e-5:1e-1:log", "--param", "batch_size=32,64,128", "--study", "tiny",
-              "--storage", storage, "--out", str(out)]  # fmt: skip
+    common = [
+        "--arch",
+        "mlp",
+        "--val-fraction",
+        "0.1",
+        "--epochs",
+        "8",
+        "--subset",
+        "10000",
+        "--precision",
+        "fp32",
+        "--param",
+        "lr=1e-5:1e-1:log",
+        "--param",
+        "batch_size=32,64,128",
+        "--study",
+        "tiny",
+        "--storage",
+        storage,
+        "--out",
+        str(out),
+    ]
     code, res = _sweep(capsys, *common, "--trials", "6")
     assert code == 0 and res["study"] == "tiny" and res["arch"] == "mlp"
     assert len(res["trials"]) == 6 and {"number", "params", "state", "value"} <= set(res["trials"][0])
@@ -92,8 +115,11 @@ def test_a_sweep_prunes_stores_resumes_and_saves_its_best(tmp_path, capsys):
     assert all(v == v for t in res["trials"] for v in t["intermediate"].values())  # real values, no NaN
     for p in pruned:
         step = max(int(s) for s in p["intermediate"])
-        before = [t["intermediate"][str(step)] for t in res["trials"]
-                  if t["state"] == "complete" and t["number"] < p["number"] and str(step) in t["intermediate"]]  # fmt: skip
+        before = [
+            t["intermediate"][str(step)]
+            for t in res["trials"]
+            if t["state"] == "complete" and t["number"] < p["number"] and str(step) in t["intermediate"]
+        ]
         assert len(before) >= 2, (p, before)  # n_startup_trials=2
         assert max(v for s, v in p["intermediate"].items() if int(s) <= step) < statistics.median(before), (p, before)
     assert all(t["epochs"] == 8 for t in res["trials"] if t["state"] == "complete")
@@ -118,10 +144,26 @@ def test_a_sweep_prunes_stores_resumes_and_saves_its_best(tmp_path, capsys):
 
 def test_a_storage_that_does_not_connect_is_one_line_without_its_password(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "fmnist", "sweep", *TINY, "--param", "lr=1e-3:1e-1", "--trials", "1",
-         "--storage", "postgresql://teacher:s3cret@127.0.0.1:1/fmnist", "--out", str(tmp_path / "b")],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "fmnist",
+            "sweep",
+            *TINY,
+            "--param",
+            "lr=1e-3:1e-1",
+            "--trials",
+            "1",
+            "--storage",
+            "postgresql://teacher:s3cret@127.0.0.1:1/fmnist",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 2 and "cannot open the study storage" in r.stderr
     assert "s3cret" not in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
@@ -139,9 +181,14 @@ def test_a_full_folder_keeps_the_sweep_going_and_says_so(tmp_path):
     from fmnist.sweep import run_sweep
 
     spec = SweepSpec(
-        "full", [parse_param("lr=1e-3:1e-1:log")], trials=2, fixed={"arch": "logreg", "epochs": 1, "subset": 600},
-        storage=f"sqlite:///{tmp_path / 's.db'}", save_to=tmp_path / "best", limits=FolderLimits(max_models=0),
-    )  # fmt: skip
+        "full",
+        [parse_param("lr=1e-3:1e-1:log")],
+        trials=2,
+        fixed={"arch": "logreg", "epochs": 1, "subset": 600},
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+        save_to=tmp_path / "best",
+        limits=FolderLimits(max_models=0),
+    )
     m = JobManager(heartbeat_s=None)
     try:
         res = run_sweep(spec, m)
@@ -150,3 +197,78 @@ def test_a_full_folder_keeps_the_sweep_going_and_says_so(tmp_path):
     assert [t["state"] for t in res["trials"]] == ["complete", "complete"]
     assert res["checkpoint"] is None and "folder is full" in res["save_error"]
     assert not (tmp_path / "best.safetensors").exists()
+
+
+class _FakeJob:
+    """A trial's run that has already ended, reporting `curve` as its validation accuracy per epoch."""
+
+    def __init__(self, cfg, curve):
+        from types import SimpleNamespace
+
+        self.config, self.curve, self.stopped = cfg, curve, False
+        self.epochs = [SimpleNamespace(epoch=i + 1, val_acc=v) for i, v in enumerate(curve)]
+        self.state, self.error = "finished", None
+        self.result = SimpleNamespace(val_acc=max(curve), status="finished", message="")
+
+    def snapshot(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(epochs=self.epochs, active=False)
+
+    def stop(self):
+        self.stopped = True
+
+
+class _FakeManager:
+    """Hands out runs whose curves are set in advance, in the order trials are submitted."""
+
+    max_running = 1
+
+    def __init__(self, curves):
+        self.curves, self.jobs = list(curves), []
+
+    def submit(self, cfg, label=""):
+        self.jobs.append(_FakeJob(cfg, self.curves.pop(0)))
+        return self.jobs[-1]
+
+
+def _fake_sweep(tmp_path, monkeypatch, curves, trials, resume=False):
+    import fmnist.artifacts
+    from fmnist.sweep import run_sweep
+
+    saves = []
+
+    def save(result, path, command, **kw):
+        saves.append(result.val_acc)
+        Path(path).write_bytes(b"")
+        return Path(path), None
+
+    monkeypatch.setattr(fmnist.artifacts, "save_trained", save)
+    spec = SweepSpec(
+        study="fake",
+        params=[Param("lr", 1e-4, 1e-1, log=True)],
+        trials=trials,
+        resume=resume,
+        fixed={"arch": "mlp", "val_fraction": 0.1, "epochs": 3},
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+        save_to=tmp_path / "best.safetensors",
+    )
+    manager = _FakeManager(curves)
+    return run_sweep(spec, manager), saves, manager
+
+
+def test_a_sweep_maximises_and_keeps_its_best_model_across_resume(tmp_path, monkeypatch):
+    res, saves, _ = _fake_sweep(tmp_path, monkeypatch, [[0.7, 0.8], [0.8, 0.9], [0.8, 0.85]], trials=3)
+    assert saves == [0.8, 0.9]  # each new best is saved; 0.85 is not better than 0.9
+    assert res["best"]["value"] == 0.9 and res["best"]["number"] == 1
+    res, saves, _ = _fake_sweep(tmp_path, monkeypatch, [[0.8, 0.86], [0.9, 0.95]], trials=2, resume=True)
+    assert saves == [0.95]  # 0.86 is this session's first trial, but not better than the stored best 0.9
+    assert res["best"]["value"] == 0.95 and res["best"]["number"] == 4
+
+
+def test_the_median_pruner_stops_the_trial_below_the_others_not_the_one_above(tmp_path, monkeypatch):
+    curves = [[0.80, 0.85, 0.90], [0.82, 0.86, 0.91], [0.50, 0.55, 0.60], [0.90, 0.92, 0.95]]
+    res, _, manager = _fake_sweep(tmp_path, monkeypatch, curves, trials=4)
+    assert [t["state"] for t in res["trials"]] == ["complete", "complete", "pruned", "complete"]
+    assert [j.stopped for j in manager.jobs] == [False, False, True, False]
+    assert res["trials"][2]["intermediate"][1] == 0.50  # below the median (0.81) of the others at epoch 1

@@ -1,4 +1,7 @@
-"""Map: where the model puts each test image, flattened to 2-D; hover a dot to see its image, select dots to list them."""
+"""Map: where the model puts each test image, flattened to 2-D.
+
+Hover a dot to see its image; select dots to list them.
+"""
 
 import base64
 import io
@@ -9,10 +12,8 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from app_support import keys
-from app_support.nav import MISCLASSIFIED
 from app_support.plots import CLASS_COLORS, upscale
-from app_support.state import dataset, get_checkpoint, require_model
+from app_support.state import dataset, file_version, get_checkpoint, open_mistakes, require_model
 from fmnist.data import CLASSES
 from fmnist.embedding import EmbeddingError, EmbeddingMap, embedding_map, neighbourhood_purity
 
@@ -26,9 +27,15 @@ entry, ckpt = require_model()
 ds = dataset()
 c1, c2 = st.columns([2, 2])
 method = c1.radio(
-    "Projection", ["pca", "tsne"], horizontal=True, key="map_method",
-    format_func={"pca": "PCA (instant, linear)", "tsne": "t-SNE (2,000 images, clusters; about half a minute once)"}.get,
-)  # fmt: skip
+    "Projection",
+    ["pca", "tsne"],
+    horizontal=True,
+    key="map_method",
+    format_func={
+        "pca": "PCA (instant, linear)",
+        "tsne": "t-SNE (2,000 images, clusters; about half a minute once)",
+    }.get,
+)
 pixels = c2.toggle("Raw pixels instead of the network's features", key="map_pixels")
 
 
@@ -57,15 +64,13 @@ def selected(event, frame: pd.DataFrame) -> list[int]:
 
 
 @st.cache_data(max_entries=16, show_spinner="Projecting the test images ... (once per model)")
-def _cached_map(path: str, mtime: float, method: str, pixels: bool) -> EmbeddingMap:
+def _cached_map(path: str, version: tuple[int, int], method: str, pixels: bool) -> EmbeddingMap:
     return embedding_map(get_checkpoint(entry.ref).model, ds, method, pixels)
 
 
 try:
     if entry.ref.kind == "file":
-        from pathlib import Path
-
-        emap = _cached_map(entry.ref.path, Path(entry.ref.path).stat().st_mtime, method, pixels)
+        emap = _cached_map(entry.ref.path, file_version(entry.ref.path), method, pixels)
     else:
         with st.spinner("Projecting the test images ..."):
             emap = embedding_map(ckpt.model, ds, method, pixels)
@@ -74,18 +79,25 @@ except EmbeddingError as e:
     st.stop()
 
 wrong = emap.labels != emap.preds
-frame = pd.DataFrame({
-    "x": emap.xy[:, 0], "y": emap.xy[:, 1], "true": np.array(CLASSES)[emap.labels],
-    "predicted": np.array(CLASSES)[emap.preds], "mistake": np.where(wrong, "wrong", "right"),
-    "test image": emap.index, "image": thumbnails(tuple(int(i) for i in emap.index)),
-})  # fmt: skip
+frame = pd.DataFrame(
+    {
+        "x": emap.xy[:, 0],
+        "y": emap.xy[:, 1],
+        "true": np.array(CLASSES)[emap.labels],
+        "predicted": np.array(CLASSES)[emap.preds],
+        "mistake": np.where(wrong, "wrong", "right"),
+        "test image": emap.index,
+        "image": thumbnails(tuple(int(i) for i in emap.index)),
+    }
+)
 click = alt.selection_point(name="picked", fields=["test image"], on="click")
 box = alt.selection_interval(name="box", encodings=["x", "y"])
 chart = (
     alt.Chart(frame)
     .mark_point(filled=True, opacity=0.75)
     .encode(
-        x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
+        x=alt.X("x:Q", axis=None),
+        y=alt.Y("y:Q", axis=None),
         color=alt.Color("true:N", scale=alt.Scale(domain=CLASSES, range=CLASS_COLORS), title="true class"),
         shape=alt.Shape("mistake:N", scale=alt.Scale(domain=["right", "wrong"], range=["circle", "cross"]), title=None),
         size=alt.condition(alt.datum.mistake == "wrong", alt.value(70), alt.value(22)),
@@ -96,7 +108,7 @@ chart = (
     # the selection box's SVG rectangles would be unnamed images to a screen reader (axe-core: svg-img-alt).
     # The text above and the list below say in words what the map shows.
     .properties(height=620, usermeta={"embedOptions": {"renderer": "canvas"}})
-)  # fmt: skip
+)
 what = f"raw pixels ({emap.dims} values)" if pixels else f"the network's features ({emap.dims} values)"
 purity = neighbourhood_purity(emap.xy, emap.labels)
 st.markdown(
@@ -121,6 +133,4 @@ if chosen:
                 alt=f"Test image {i}: true {CLASSES[t]}, predicted {CLASSES[p]}",
             )
             if t != p and st.button("Open", key=f"map_open_{i}", help="Open this mistake on the Misclassified page"):
-                st.session_state[keys.MIS_FILTER] = (t, p)
-                st.session_state["mis_selected"] = i
-                st.switch_page(MISCLASSIFIED.path)
+                open_mistakes(t, p, image=i)

@@ -49,9 +49,11 @@ st.subheader("Confusion matrix")
 norm = st.radio("Show", ["Counts", "Row-normalised (recall per class)"], horizontal=True, key="ev_norm") != "Counts"
 left, right = st.columns(2) if other is not None else (st.container(), None)
 event = left.plotly_chart(
-    confusion_fig(res.confusion, norm, f"{name_a}: click a cell to see its images"), key="ev_cm",
-    on_select="rerun", selection_mode="points",
-)  # fmt: skip
+    confusion_fig(res.confusion, norm, f"{name_a}: click a cell to see its images"),
+    key="ev_cm",
+    on_select="rerun",
+    selection_mode="points",
+)
 cell = clicked_cell(event)
 if cell is not None and cell[0] != cell[1]:
     open_mistakes(*cell)
@@ -76,14 +78,22 @@ if other is not None:
 st.dataframe(table.style.format(precision=3), key="ev_table", width="stretch")
 c1, c2 = st.columns(2)
 c2.download_button(
-    "Download the model as ONNX", lambda: onnx_bytes(ckpt), f"{name_a}.onnx", "application/octet-stream",
-    key="ev_onnx", icon=":material/deployed_code:",
+    "Download the model as ONNX",
+    lambda: onnx_bytes(ckpt),
+    f"{name_a}.onnx",
+    "application/octet-stream",
+    key="ev_onnx",
+    icon=":material/deployed_code:",
     help="float32 pixels (N, 1, 28, 28) in [0, 1] in, logits out; normalisation inside; the model card in the metadata",
-)  # fmt: skip
+)
 c1.download_button(
-    "Download metrics (CSV)", table.to_csv().encode(), f"{name_a}-metrics.csv", "text/csv", key="ev_csv",
+    "Download metrics (CSV)",
+    table.to_csv().encode(),
+    f"{name_a}-metrics.csv",
+    "text/csv",
+    key="ev_csv",
     icon=":material/download:",
-)  # fmt: skip
+)
 
 c1, c2 = st.columns(2)
 with c1:

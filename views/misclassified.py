@@ -5,6 +5,7 @@ import math
 import numpy as np
 import streamlit as st
 
+from app_support import keys
 from app_support.inference import show_explanations
 from app_support.links import apply_misclassified_link, copy_link, misclassified_params, say_ignored
 from app_support.nav import MISCLASSIFIED
@@ -57,18 +58,20 @@ cols = st.columns(8)
 for k, i in enumerate(shown):
     with cols[k % 8]:
         st.image(
-            upscale(ds.test_images[int(i)].numpy(), 4), width="stretch",
-            alt=f"Test image {i}: true {CLASSES[res.labels[i]]}, predicted {CLASSES[res.preds[i]]}, {res.confidence[i]:.0%}",
-        )  # fmt: skip
+            upscale(ds.test_images[int(i)].numpy(), 4),
+            width="stretch",
+            alt=f"Test image {i}: true {CLASSES[res.labels[i]]}, predicted {CLASSES[res.preds[i]]}, "
+            f"{res.confidence[i]:.0%}",
+        )
         st.markdown(
             f"<small>#{i}<br>true <b>{CLASSES[res.labels[i]]}</b><br>pred <b>{CLASSES[res.preds[i]]}</b> "
             f"({res.confidence[i]:.0%})</small>",
             unsafe_allow_html=True,
         )
         if st.button("Details", key=f"mis_detail_{i}"):
-            st.session_state["mis_selected"] = int(i)
+            st.session_state[keys.MIS_SELECTED] = int(i)
 
-sel = st.session_state.get("mis_selected")
+sel = st.session_state.get(keys.MIS_SELECTED)
 if sel is not None:
     st.divider()
     st.subheader(f"Test image #{sel}: true {CLASSES[res.labels[sel]]}, predicted {CLASSES[res.preds[sel]]}")

@@ -45,8 +45,12 @@ def show_answer(
             )
     if pre is not None:
         st.subheader("How the image became 28x28")
-        st.image(step_tiles([s for _, s in pre.steps]), caption=[c for c, _ in pre.steps], width=140,
-                 alt=[f"Step {c}" for c, _ in pre.steps])  # fmt: skip
+        st.image(
+            step_tiles([s for _, s in pre.steps]),
+            caption=[c for c, _ in pre.steps],
+            width=140,
+            alt=[f"Step {c}" for c, _ in pre.steps],
+        )
         for note in pre.notes:
             st.caption(f"• {note}")
     if st.toggle("Look inside the network: feature maps and one convolution step", key="pr_layers_on"):
@@ -72,9 +76,15 @@ def draw(entry: ModelEntry, ckpt: Checkpoint) -> None:
         )
     with c1:
         drawn = st_canvas(
-            stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=300, width=300,
-            drawing_mode="freedraw", return_image_data=True, key="pr_canvas",
-        )  # fmt: skip
+            stroke_width=width,
+            stroke_color="#FFFFFF",
+            background_color="#000000",
+            height=300,
+            width=300,
+            drawing_mode="freedraw",
+            return_image_data=True,
+            key="pr_canvas",
+        )
     try:
         pre = preprocessed(drawing_bytes(drawn), CANVAS_MAX_PIXELS)
     except BlankImageError:

@@ -6,8 +6,8 @@ import streamlit as st
 from app_support.nav import EVALUATE
 from app_support.state import ModelRef, require_dataset, select_model
 from app_support.sweeps import current_sweep, optuna_figures, start_sweep
-from fmnist.config import trainable_models
-from fmnist.sweep import SweepError, load_summary, parse_param
+from fmnist.config import options, trainable_models
+from fmnist.sweep import MAX_TRIALS, Param, SweepError, load_summary
 
 st.title("Sweep: which settings work best?")
 require_dataset()
@@ -18,37 +18,46 @@ st.caption(
     "its turn in the server's training queue, like any other run."
 )
 
+LR, EPOCHS = options()["lr"].opt, options()["epochs"].opt  # the options' own ranges
 run = current_sweep()
 active = run is not None and run.active
 archs = trainable_models()
 with st.form("sw_form", border=True):
     c = st.columns(4)
     arch = c[0].selectbox("Architecture", archs, index=archs.index("cnn2"), key="sw_arch", disabled=active)
-    trials = c[1].number_input("Trials", 2, 60, 8, key="sw_trials", disabled=active)
-    epochs = c[2].number_input("Epochs per trial", 1, 20, 2, key="sw_epochs", disabled=active)
+    trials = c[1].number_input("Trials", 2, MAX_TRIALS, 8, key="sw_trials", disabled=active)
+    epochs = c[2].number_input("Epochs per trial", 1, int(EPOCHS.hi), 2, key="sw_epochs", disabled=active)
     subset = c[3].select_slider(
         "Training images", [1000, 2000, 3000, 5000, 10000, 20000, 54000], 3000, key="sw_subset", disabled=active
     )
     c = st.columns(4)
-    lr_low = c[0].number_input("Learning rate from", 1e-5, 1.0, 1e-4, format="%.5f", key="sw_lr_low", disabled=active)
-    lr_high = c[1].number_input("Learning rate to", 1e-5, 1.0, 1e-1, format="%.5f", key="sw_lr_high", disabled=active)
+    lr_low = c[0].number_input(
+        "Learning rate from", float(LR.lo), float(LR.hi), 1e-4, format="%.5f", key="sw_lr_low", disabled=active
+    )
+    lr_high = c[1].number_input(
+        "Learning rate to", float(LR.lo), float(LR.hi), 1e-1, format="%.5f", key="sw_lr_high", disabled=active
+    )
     batches = c[2].multiselect(
         "Batch sizes", [16, 32, 64, 128, 256, 512], [32, 64, 128], key="sw_batch", disabled=active
     )
     optimizers = c[3].multiselect("Optimizers", ["adam", "adamw", "sgd"], ["adam"], key="sw_opt", disabled=active)
     pruner = st.radio(
-        "Stop poor trials early", ["median", "halving"], horizontal=True, key="sw_pruner", disabled=active,
+        "Stop poor trials early",
+        ["median", "halving"],
+        horizontal=True,
+        key="sw_pruner",
+        disabled=active,
         format_func={"median": "below the median (Optuna's MedianPruner)", "halving": "successive halving"}.get,
-    )  # fmt: skip
+    )
     go = st.form_submit_button("Start the sweep", type="primary", icon=":material/play_arrow:", disabled=active)
 
 if go:
     try:
-        params = [parse_param(f"lr={lr_low:g}:{lr_high:g}:log")]
+        params = [Param("lr", lr_low, lr_high, log=True)]
         if len(batches) > 1:
-            params.append(parse_param("batch_size=" + ",".join(map(str, batches))))
+            params.append(Param("batch_size", choices=tuple(batches)))
         if len(optimizers) > 1:
-            params.append(parse_param("optimizer=" + ",".join(optimizers)))
+            params.append(Param("optimizer", choices=tuple(optimizers)))
         fixed = {"epochs": int(epochs), "subset": int(subset), "seed": 0}
         if len(batches) == 1:
             fixed["batch_size"] = batches[0]
@@ -62,7 +71,7 @@ if go:
         st.error(f"Cannot start this sweep: {e}")
 
 if run is not None and active and st.button("Stop the sweep", icon=":material/stop:", key="sw_stop"):
-    run.lease.stop()
+    run.stop()
 
 
 def _note(t: dict) -> str:
@@ -77,7 +86,8 @@ def _note(t: dict) -> str:
 def live() -> None:
     if run is None:
         st.info(
-            "Pick the ranges and press **Start the sweep**. The default (8 trials of 2 epochs on 3,000 images) takes a few minutes when the server is free."
+            "Pick the ranges and press **Start the sweep**. The default (8 trials of 2 epochs on 3,000 images) "
+            "takes a few minutes when the server is free."
         )
         return
     try:
@@ -90,7 +100,7 @@ def live() -> None:
     st.progress(
         min(1.0, len(done) / run.spec.trials),
         text=f"Study `{res['study']}`: {len(done)} of {run.spec.trials} trials done"
-        + (" (running)" if run.active else " (stopped)" if run.lease.is_set() else ""),
+        + (" (running)" if run.active else " (stopped)" if run.stopped else ""),
     )
     if run.error:
         st.error(f"The sweep stopped: {run.error}")
@@ -107,15 +117,22 @@ def live() -> None:
             select_model(ModelRef.file(res["checkpoint"]))
             st.switch_page(EVALUATE.path)
     rows = [
-        {"trial": t["number"], "state": t["state"], "validation accuracy": float("nan") if t["value"] is None else t["value"],
-         "epochs": t["epochs"], **t["params"], "note": _note(t)}
+        {
+            "trial": t["number"],
+            "state": t["state"],
+            "validation accuracy": float("nan") if t["value"] is None else t["value"],
+            "epochs": t["epochs"],
+            **t["params"],
+            "note": _note(t),
+        }
         for t in trials
-    ]  # fmt: skip
+    ]
     if rows:
         st.dataframe(
             pd.DataFrame(rows).style.format({"validation accuracy": "{:.2%}", "lr": "{:.2e}"}, na_rep="-"),
-            hide_index=True, key="sw_table",
-        )  # fmt: skip
+            hide_index=True,
+            key="sw_table",
+        )
     figures = optuna_figures(run.spec.study)
     for i in range(0, len(figures), 2):
         cols = st.columns(2)

@@ -10,13 +10,15 @@ from app_support.nav import TRAIN
 from app_support.plots import curves_fig
 from app_support.state import require_dataset
 from app_support.training import (
+    backend_note,
     config_form,
     current_run,
     download_bytes,
+    heartbeat,
     job_manager,
-    owner,
     publish,
     save_run,
+    saved_name,
     start_run,
 )
 from fmnist.checkpoints import CheckpointError
@@ -30,8 +32,8 @@ st.caption(
     "come back, the curves will still be here. When the class trains at once, runs wait in a queue. "
     "**Stop** ends the run within one batch and keeps the best weights."
 )
-if getattr(job_manager(), "note", None):
-    st.warning(job_manager().note, icon=":material/lan:")
+if backend_note():
+    st.warning(backend_note(), icon=":material/lan:")
 if keys.TRAIN_FLASH in st.session_state:
     st.success(st.session_state.pop(keys.TRAIN_FLASH))
 say_ignored(apply_train_link())  # a lesson link's settings, before the form is drawn
@@ -65,7 +67,7 @@ def _live_view() -> None:
         return
     snap = run.snapshot()
     if snap.active:
-        job_manager().touch(owner())  # a heartbeat: this tab is still here
+        heartbeat()  # this tab is still here
     last = snap.batches[-1] if snap.batches else None
     if snap.state == "queued":
         st.progress(0.0, text=f"{run.label}: waiting in the queue")
@@ -121,8 +123,10 @@ def outcome(snap) -> None:
         res = snap.done.result
         st.success(f"**{snap.done.status.replace('_', ' ').capitalize()}.** {snap.done.message}")
         st.caption(f"`{label}` is now in the model picker for this session. Save it to keep it and share it.")
-        if run.saved_as:
-            st.caption(f":material/check_circle: Saved as **{run.saved_as}**: it is in the model picker for everyone.")
+        if saved_name(run):
+            st.caption(
+                f":material/check_circle: Saved as **{saved_name(run)}**: it is in the model picker for everyone."
+            )
         else:
             c1, c2 = st.columns([3, 1])
             name = c1.text_input("Save as", value=label, key="tr_save_name", max_chars=64)
@@ -138,9 +142,13 @@ def outcome(snap) -> None:
                 except OSError as e:  # its text holds the server's paths: only the reason is shown
                     st.error(f"Could not save: the server could not write the file ({e.strerror or 'I/O error'}).")
         st.download_button(
-            "Download checkpoint", download_bytes(run), file_name=f"{label}.safetensors",
-            mime="application/octet-stream", key="tr_download", icon=":material/download:",
-        )  # fmt: skip
+            "Download checkpoint",
+            download_bytes(run),
+            file_name=f"{label}.safetensors",
+            mime="application/octet-stream",
+            key="tr_download",
+            icon=":material/download:",
+        )
         st.caption(
             f"Best epoch {res.best_epoch}: {describe_val(res.val_acc)}. Training time {res.train_time_s:.0f}s "
             f"({res.device}, {res.precision})."

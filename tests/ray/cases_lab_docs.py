@@ -105,8 +105,14 @@ def test_the_lab_commands_work_as_written(tmp_path):
         # step 3: the app's environment on the server; the app builds its backend with backend_from_env()
         extra, argv = _split_env(server.replace(LAB_IP, addr[LAB_IP]).replace(LAB_PORT, addr[LAB_PORT]))
         assert argv == ["make", "classroom"]
-        r = subprocess.run([sys.executable, "-c", DRIVER], env={**server_env, **extra}, cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-c", DRIVER],
+            env={**server_env, **extra},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
         out = json.loads(r.stdout.strip().splitlines()[-1])
         assert out == {"state": "finished", "error": None, "nodes": 2}, out
@@ -124,16 +130,43 @@ def test_a_driver_without_a_token_is_refused_in_one_line(tmp_path, head_mode):
     head_env = {**env, "RAY_AUTH_MODE": head_mode, "RAY_AUTH_TOKEN_PATH": str(token)}
     try:
         r = subprocess.run(
-            [str(BIN / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-             "--include-dashboard=false", "--disable-usage-stats"],
-            env=head_env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                str(BIN / "ray"),
+                "start",
+                "--head",
+                f"--port={port}",
+                "--node-ip-address=127.0.0.1",
+                "--num-cpus=1",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+            ],
+            env=head_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         r = subprocess.run(
-            [sys.executable, "-m", "fmnist", "train", "--arch", "logreg", "--epochs", "1", "--subset", "600",
-             "--ray", f"127.0.0.1:{port}"],
-            env=_clean_env(tmp_path / "driver"), cwd=ROOT, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "fmnist",
+                "train",
+                "--arch",
+                "logreg",
+                "--epochs",
+                "1",
+                "--subset",
+                "600",
+                "--ray",
+                f"127.0.0.1:{port}",
+            ],
+            env=_clean_env(tmp_path / "driver"),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode != 0 and "Traceback" not in r.stderr
         err = r.stderr.strip().splitlines()
         assert len(err) == 1 and "no token" in err[0] and "ray get-auth-token --generate" in err[0], r.stderr

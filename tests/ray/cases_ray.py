@@ -45,10 +45,21 @@ def head(tmp_path_factory):
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
     t0 = time.monotonic()
     subprocess.run(
-        [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-         "--include-dashboard=false", "--disable-usage-stats"],
-        check=True, env=env, capture_output=True, timeout=120,
-    )  # fmt: skip
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     print(f"ray head up in {time.monotonic() - t0:.1f}s")
     try:
         yield f"127.0.0.1:{port}"
@@ -71,10 +82,29 @@ def _small(**kw) -> TrainConfig:
 def test_cli_trains_on_the_cluster_and_saves_here(head, tmp_path):
     out = tmp_path / "m"
     r = subprocess.run(
-        [sys.executable, "-m", "fmnist", "train", "--arch", "logreg", "--epochs", "1", "--subset", "600",
-         "--ray", head, "--out", str(out), "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, "RAY_AUTH_MODE": "token"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "fmnist",
+            "train",
+            "--arch",
+            "logreg",
+            "--epochs",
+            "1",
+            "--subset",
+            "600",
+            "--ray",
+            head,
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "RAY_AUTH_MODE": "token"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout)
     ck = load_checkpoint(summary["checkpoint"])
@@ -160,11 +190,35 @@ def test_a_node_without_the_dataset_gets_it_from_the_object_store(head):
 
 def test_a_sweep_runs_its_trials_on_the_cluster(head, tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "fmnist", "sweep", "--arch", "logreg", "--epochs", "1", "--subset", "600",
-         "--param", "lr=1e-3:1e-1:log", "--trials", "3", "--storage", f"sqlite:///{tmp_path / 's.db'}",
-         "--out", str(tmp_path / "best"), "--ray", head, "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, "RAY_AUTH_MODE": "token"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "fmnist",
+            "sweep",
+            "--arch",
+            "logreg",
+            "--epochs",
+            "1",
+            "--subset",
+            "600",
+            "--param",
+            "lr=1e-3:1e-1:log",
+            "--trials",
+            "3",
+            "--storage",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "--out",
+            str(tmp_path / "best"),
+            "--ray",
+            head,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "RAY_AUTH_MODE": "token"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout)
     assert [t["state"] for t in res["trials"]].count("complete") >= 2 and res["best"] is not None

@@ -110,7 +110,16 @@ def _finish(photo: np.ndarray, level: str, rng: np.random.Generator, size: tuple
         w, h = img.size
         img = img.rotate(rng.uniform(-1, 1) * (12 if level == "phone" else 20), Image.Resampling.BICUBIC)
         k = (0.04 if level == "phone" else 0.08) / max(w, h)  # a perspective (keystone) tilt of 4% / 8%
-        coeffs = [1, rng.uniform(-0.02, 0.02), 0, rng.uniform(-0.02, 0.02), 1, 0, rng.uniform(-k, k), rng.uniform(-k, k)]  # fmt: skip
+        coeffs = [
+            1,
+            rng.uniform(-0.02, 0.02),
+            0,
+            rng.uniform(-0.02, 0.02),
+            1,
+            0,
+            rng.uniform(-k, k),
+            rng.uniform(-k, k),
+        ]
         img = img.transform((w, h), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BICUBIC)
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.6, 1.6)))
     left, top = (img.width - size[0]) // 2, (img.height - size[1]) // 2
@@ -143,10 +152,14 @@ def _margin(level: str, side: int) -> int:
 def render_empty(level: str, rng: np.random.Generator, size: tuple[int, int] = SIZE) -> bytes:
     """A photo of the table alone."""
     w, h = size
-    return _jpeg(_finish(_background(level, rng, w + 2 * _margin(level, w), h + 2 * _margin(level, h)), level, rng, size), rng)  # fmt: skip
+    return _jpeg(
+        _finish(_background(level, rng, w + 2 * _margin(level, w), h + 2 * _margin(level, h)), level, rng, size), rng
+    )
 
 
-def render_two(a28: np.ndarray, b28: np.ndarray, level: str, rng: np.random.Generator, size: tuple[int, int] = SIZE) -> bytes:  # fmt: skip
+def render_two(
+    a28: np.ndarray, b28: np.ndarray, level: str, rng: np.random.Generator, size: tuple[int, int] = SIZE
+) -> bytes:
     """Two garments side by side, apart."""
     w, h = size
     mw, mh = _margin(level, w), _margin(level, h)
