@@ -28,7 +28,7 @@ from fmnist.checkpoints import (
     to_bytes,
 )
 from fmnist.config import PRESETS, ConfigError, Described, TrainConfig, options, preset_config, trainable_models
-from fmnist.jobs import Job, JobManager, LocalBackend, format_wait
+from fmnist.jobs import Job, JobManager, format_wait
 
 PRESET_LABELS = {
     "student": "Student run (5,000 images: seconds, for a whole class)",
@@ -145,14 +145,10 @@ def _runs() -> Runs:
     comes back within that time keeps its run. With FMNIST_RAY_ADDRESS set, runs train on that Ray
     cluster instead (docs/DEPLOY.md: A lab of PCs).
     """
-    from fmnist.ray_backend import backend_from_env  # imports ray only when FMNIST_RAY_ADDRESS is set
+    from fmnist.ray_backend import make_manager  # imports ray only when FMNIST_RAY_ADDRESS is set
 
     s = settings()
-    try:
-        backend, note = backend_from_env(s), None
-    except ConnectionError as e:  # the lab's cluster is down: the class still trains, on this server
-        backend, note = LocalBackend(), f"{e} Runs train on this server instead."
-    return Runs(JobManager(backend=backend, settings=s), note)
+    return Runs(*make_manager(s, s.ray_address, fall_back=True))  # the lab's cluster down: train here
 
 
 def job_manager() -> JobManager:

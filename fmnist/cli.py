@@ -199,14 +199,10 @@ def training_events(
 
 def make_manager(settings: Settings, ray_address: str | None) -> Any:
     """A JobManager here (local worker processes), or on the Ray cluster at `ray_address`."""
-    from .jobs import JobManager, LocalBackend
-
-    if not ray_address:
-        return JobManager(heartbeat_s=None, backend=LocalBackend(settings.data_dir), settings=settings)
-    from .ray_backend import RayBackend
+    from .ray_backend import make_manager as build  # imports ray only for an address
 
     try:
-        return JobManager(backend=RayBackend(ray_address), heartbeat_s=None, settings=settings)
+        return build(settings, ray_address, heartbeat_s=None)[0]
     except ConnectionError as e:
         raise CLIError(str(e)) from None
 

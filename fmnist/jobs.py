@@ -9,8 +9,9 @@ A worker process runs `fmnist.train.iter_training` and sends its events back thr
 multiprocessing queue; the manager's pump thread collects them, starts queued jobs as slots free
 up, and reaps finished workers, so a run's memory goes with its process. Nothing here knows of
 Streamlit. Where runs train is a backend: `LocalBackend` (worker processes here, the default) or
-`fmnist.ray_backend.RayBackend` (a Ray cluster; `backend_from_env`). `follow(job)` yields a job's
-events as `iter_training` does, so the CLI prints a cluster run like a local one.
+`fmnist.ray_backend.RayBackend` (a Ray cluster); `fmnist.ray_backend.make_manager` builds either.
+`follow(job)` yields a job's events as `iter_training` does, so the CLI prints a cluster run like a
+local one.
 """
 
 from __future__ import annotations
@@ -363,7 +364,7 @@ class JobManager:
         heartbeat_s: a job not touched for this long is treated as orphaned (a tab that vanished
             without a goodbye). None disables it.
         backend: where runs train: LocalBackend() (default), or fmnist.ray_backend.RayBackend
-            (see `backend_from_env`). A cluster backend queues runs itself: they start at once here
+            (see `fmnist.ray_backend.make_manager`). A cluster backend queues runs itself: they start at once here
             and stay pending (`JobSnapshot.pending`) until the cluster places them.
         settings: the defaults' source (default: `Settings.from_env()`).
     """

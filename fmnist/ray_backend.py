@@ -1,6 +1,6 @@
 """Training on a Ray cluster: a lab of PCs as one pool, behind the same JobManager interface.
 
-    manager = JobManager(backend=RayBackend("10.0.0.5:6379"))   # or backend_from_env()
+    manager = JobManager(backend=RayBackend("10.0.0.5:6379"))   # or make_manager(settings, address)
     job = manager.submit(cfg, owner="tab-1")    # pending until the cluster places it, then running
 
 Each run is a Ray actor that reserves `cpus_per_run` CPUs (or one GPU when the cluster has GPUs)
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
-from .jobs import Job, LocalBackend
+from .jobs import Job, JobManager, LocalBackend
 from .settings import Settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -102,7 +102,7 @@ class RayBackend:
 
         self.ray = ray
         self.address = address
-        self.cpus_per_run = cpus_per_run or Settings.from_env().ray_cpus_per_run
+        self.cpus_per_run = cpus_per_run or Settings().ray_cpus_per_run
         self.local_data = local_data
         with _CONNECTION:
             self._connect(ray, address)
@@ -239,7 +239,27 @@ def _first_line(e: BaseException) -> str:
     return (lines[0] if lines else type(e).__name__)[:160]
 
 
-def backend_from_env(settings: Settings | None = None) -> Any:
-    """RayBackend($FMNIST_RAY_ADDRESS) when one is set, else the local process backend."""
-    address = (settings or Settings.from_env()).ray_address
-    return RayBackend(address) if address else LocalBackend()
+def make_manager(
+    settings: Settings, address: str | None, *, fall_back: bool = False, heartbeat_s: float | None = 180.0
+) -> tuple[JobManager, str | None]:
+    """The one way to build a job manager: runs on the Ray cluster at `address`, or in local worker
+    processes when there is none. Returns (manager, note).
+
+    Args:
+        settings: the server's settings (slots, grace period, CPUs per Ray run, the data folder).
+        address: "host:port" of the Ray head (the app passes $FMNIST_RAY_ADDRESS, the CLI its --ray).
+        fall_back: when the cluster cannot be reached, train here and say why in `note` (the app: the
+            class still trains); otherwise raise ConnectionError with a one-line reason (the CLI).
+        heartbeat_s: JobManager's (None: no heartbeat, for the CLI).
+    """
+    note = None
+    if address:
+        try:
+            backend: Any = RayBackend(address, cpus_per_run=settings.ray_cpus_per_run)
+        except ConnectionError as e:
+            if not fall_back:
+                raise
+            backend, note = LocalBackend(settings.data_dir), f"{e} Runs train on this server instead."
+    else:
+        backend = LocalBackend(settings.data_dir)
+    return JobManager(backend=backend, settings=settings, heartbeat_s=heartbeat_s), note

@@ -223,3 +223,40 @@ def test_the_run_queue_estimates_starts_from_finished_runs(monkeypatch):
     q.started(c)
     now[0] = 1040.0
     assert q.starts_in(1) == 20.0  # typical 30 s, 10 s already done
+
+
+def test_one_way_to_build_a_job_manager_local_cluster_or_falling_back(tmp_path):
+    from fmnist.ray_backend import make_manager
+    from fmnist.settings import Settings
+
+    s = Settings(max_trainings=3, orphan_grace_s=7.0, data_dir=tmp_path)
+    m, note = make_manager(s, None)
+    try:
+        assert note is None and m.backend.name == "local" and m.backend.data_dir == str(tmp_path)
+        assert (m.max_running, m.orphan_grace_s, m.heartbeat_s) == (3, 7.0, 180.0)
+    finally:
+        m.shutdown()
+    m, note = make_manager(s, "127.0.0.1:1", fall_back=True, heartbeat_s=None)  # nothing listens there
+    try:
+        assert m.backend.name == "local" and m.heartbeat_s is None
+        assert note.startswith("cannot reach the Ray cluster at 127.0.0.1:1") and note.endswith("on this server instead.")
+    finally:
+        m.shutdown()
+    with pytest.raises(ConnectionError, match="cannot reach the Ray cluster"):
+        make_manager(s, "127.0.0.1:1")
+
+
+def test_workers_read_the_data_folder_they_are_given(tmp_path, ds):
+    from fmnist.jobs import LocalBackend
+
+    cfg = TrainConfig(arch="logreg", epochs=1, subset=500, precision="fp32")
+    empty = JobManager(max_running=1, threads=1, heartbeat_s=None, backend=LocalBackend(tmp_path))
+    there = JobManager(max_running=1, threads=1, heartbeat_s=None, backend=LocalBackend(ds.root))
+    try:
+        bad, good = empty.submit(cfg), there.submit(cfg)
+        assert bad.wait(60) and good.wait(120)
+        assert bad.state == "failed" and bad.error.startswith(f"Fashion-MNIST files missing in {tmp_path}")
+        assert good.state == "finished" and good.result.data_checksum == ds.checksum
+    finally:
+        empty.shutdown()
+        there.shutdown()

@@ -72,10 +72,11 @@ def _stop_ray(env: dict[str, str]) -> None:
 DRIVER = """
 import json
 from fmnist.config import TrainConfig
-from fmnist.jobs import JobManager
-from fmnist.ray_backend import backend_from_env
+from fmnist.ray_backend import make_manager
+from fmnist.settings import Settings
 
-manager = JobManager(backend=backend_from_env(), heartbeat_s=None)  # what the app does with FMNIST_RAY_ADDRESS
+settings = Settings.from_env()
+manager, _ = make_manager(settings, settings.ray_address)  # the app's manager (which falls back; this says why)
 import ray  # only now: Ray reads RAY_AUTH_MODE when imported, and the backend sets it
 job = manager.submit(TrainConfig(arch="logreg", epochs=1, subset=600, precision="fp32"), label="readme")
 job.wait(180)
@@ -102,7 +103,7 @@ def test_the_lab_commands_work_as_written(tmp_path):
         assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
         r = _run(worker, pc_env, **addr, **{"<token>": token})
         assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-        # step 3: the app's environment on the server; the app builds its backend with backend_from_env()
+        # step 3: the app's environment on the server; the app builds its manager with make_manager()
         extra, argv = _split_env(server.replace(LAB_IP, addr[LAB_IP]).replace(LAB_PORT, addr[LAB_PORT]))
         assert argv == ["make", "classroom"]
         r = subprocess.run(
