@@ -102,7 +102,7 @@ class RayBackend:
 
         self.ray = ray
         self.address = address
-        self.cpus_per_run = cpus_per_run or Settings().ray_cpus_per_run
+        self.cpus_per_run = cpus_per_run or Settings.from_env().ray_cpus_per_run
         self.local_data = local_data
         with _CONNECTION:
             self._connect(ray, address)
