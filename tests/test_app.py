@@ -712,3 +712,15 @@ def test_broken_dataset_files_are_named_not_offered_again(no_dataset, tmp_path):
     assert "home_download" not in [b.key for b in at.button]  # the files are there: no download offer
     goto(at, EVALUATE)
     assert not at.exception and any("cannot be read" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("page", [TRAIN, PREDICT])
+def test_a_bad_setting_is_one_line_on_every_page_not_a_traceback(ckpt_dir, monkeypatch, page):
+    monkeypatch.setenv("FMNIST_SERVER_THREADS", "zero")
+    at = goto(app(), page)
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "The server's settings are wrong: FMNIST_SERVER_THREADS must be an integer of at least 1, got 'zero'. "
+        "Fix it and restart the app."
+    ]
+    assert not at.title  # the page itself did not run

@@ -2,6 +2,7 @@
 
 - `fmnist` (the core) never imports streamlit, app_support or views;
 - app_support never imports views;
+- pages (views/) use public names only: no `x._name`, no `from m import _name`;
 - no import loop among the modules of fmnist and app_support (a loop broken only by an import
   inside a function is still a loop). Imports under `if TYPE_CHECKING:` are for type hints only
   and do not count.
@@ -155,3 +156,26 @@ def test_relative_imports_count_and_type_checking_imports_do_not(tmp_path):
         },
     )
     assert import_loops(import_graph(root)) == [["fmnist.c", "fmnist.d"]]
+
+
+def private_reaches(path: Path) -> list[str]:
+    """Where a page script reaches past a public API: `x._name`, or `from m import _name`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            found.append(f"{path.name}:{node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.ImportFrom):
+            found += [f"{path.name}:{node.lineno}: import {a.name}" for a in node.names if a.name.startswith("_")]
+    return found
+
+
+def test_pages_use_public_functions_only():
+    pages = sorted((ROOT / "views").glob("*.py"))
+    assert len(pages) == 7
+    assert [r for p in pages for r in private_reaches(p)] == []
+
+
+def test_a_page_reaching_into_internals_is_caught(tmp_path):
+    page = tmp_path / "page.py"
+    page.write_text("from app_support.training import _runs, job_manager\njob_manager()._lock\nrun.lease.stop()\n")
+    assert sorted(private_reaches(page)) == ["page.py:1: import _runs", "page.py:2: ._lock"]
