@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,22 +40,6 @@ def _number(kind: type, low: float, name: str, raw: str) -> Any:
     return value
 
 
-def _int(low: int) -> Callable[[str, str], int]:
-    return lambda name, raw: _number(int, low, name, raw)
-
-
-def _float(low: float) -> Callable[[str, str], float]:
-    return lambda name, raw: _number(float, low, name, raw)
-
-
-def _path(name: str, raw: str) -> Path:
-    return Path(raw).expanduser()
-
-
-def _text(name: str, raw: str) -> str:
-    return raw
-
-
 def _address(name: str, raw: str) -> str:
     host, _, port = raw.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -65,90 +49,115 @@ def _address(name: str, raw: str) -> str:
 
 @dataclass(frozen=True)
 class Var:
-    """One variable: the Settings field it fills, its parser, and what the docs say about it."""
+    """One variable: the Settings field it fills, its kind of value, and what the docs say about it."""
 
     name: str
     field: str
-    parse: Callable[[str, str], Any]
+    kind: str  # "int" or "float" (at least `low`), "path", "text", or "address" (host:port)
     default: Any
-    shown_default: str  # the default as the docs word it
+    shown: str  # the default as the docs word it
     help: str
+    low: float = 0
+
+    def parse(self, raw: str) -> Any:
+        """The value of `raw` (already stripped), or SettingsError naming the variable."""
+        if self.kind in ("int", "float"):
+            return _number(int if self.kind == "int" else float, self.low, self.name, raw)
+        if self.kind == "path":
+            return Path(raw).expanduser()
+        if self.kind == "address":
+            return _address(self.name, raw)
+        return raw
 
 
 VARS: tuple[Var, ...] = (
     Var(
         "FMNIST_MAX_TRAININGS",
         "max_trainings",
-        _int(1),
+        "int",
         None,
-        "one per 4 cores (at least 1); on Ray, every run",
-        "runs training at once; the rest queue",
+        low=1,
+        shown="one per 4 cores (at least 1); on Ray, every run",
+        help="runs training at once; the rest queue",
     ),
     Var(
         "FMNIST_ORPHAN_GRACE_S",
         "orphan_grace_s",
-        _float(0),
+        "float",
         60.0,
-        "60 (seconds)",
-        "how long a closed tab's run (or sweep) is kept before it is cancelled",
+        low=0,
+        shown="60 (seconds)",
+        help="how long a closed tab's run (or sweep) is kept before it is cancelled",
     ),
     Var(
         "FMNIST_MAX_SAVED_MODELS",
         "max_saved_models",
-        _int(1),
+        "int",
         200,
-        "200",
-        "models saved into the folder (the shipped ones are not counted)",
+        low=1,
+        shown="200",
+        help="models saved into the folder (the shipped ones are not counted)",
     ),
-    Var("FMNIST_MAX_SAVED_MB", "max_saved_mb", _float(1), 2048.0, "2048 (MB)", "their total size"),
+    Var("FMNIST_MAX_SAVED_MB", "max_saved_mb", "float", 2048.0, low=1, shown="2048 (MB)", help="their total size"),
     Var(
         "FMNIST_CHECKPOINT_DIR",
         "checkpoint_dir",
-        _path,
+        "path",
         CHECKPOINT_DIR,
-        "`checkpoints/`",
-        "where models are listed and saved, by the app and the CLI",
+        shown="`checkpoints/`",
+        help="where models are listed and saved, by the app and the CLI",
     ),
     Var(
         "FMNIST_DATA_DIR",
         "data_dir",
-        _path,
+        "path",
         None,
-        "(unset)",
-        "the dataset's folder, looked in first; Home's download button and `python -m fmnist download` write there",
+        shown="(unset)",
+        help="the dataset's folder, looked in first; Home's download button and `python -m fmnist download` "
+        "write there",
     ),
     Var(
         "FMNIST_DATA_MIRROR",
         "data_mirror",
-        _text,
+        "text",
         DATA_MIRROR,
-        "the official mirror",
-        "another base URL serving the four .gz files (a school's proxy); each file is checked by its content's sha256",
+        shown="the official mirror",
+        help="another base URL serving the four .gz files (a school's proxy); each file is checked by its "
+        "content's sha256",
     ),
     Var(
         "FMNIST_RAY_ADDRESS",
         "ray_address",
-        _address,
+        "address",
         None,
-        "(unset)",
-        'train on this Ray cluster, `host:port` (DEPLOY.md, "A lab of PCs")',
+        shown="(unset)",
+        help='train on this Ray cluster, `host:port` (DEPLOY.md, "A lab of PCs")',
     ),
-    Var("FMNIST_RAY_CPUS_PER_RUN", "ray_cpus_per_run", _int(1), 2, "2", "CPUs each run reserves on the Ray cluster"),
+    Var(
+        "FMNIST_RAY_CPUS_PER_RUN",
+        "ray_cpus_per_run",
+        "int",
+        2,
+        low=1,
+        shown="2",
+        help="CPUs each run reserves on the Ray cluster",
+    ),
     Var(
         "FMNIST_SERVER_THREADS",
         "server_threads",
-        _int(1),
+        "int",
         1,
-        "1",
-        "torch threads per request in the server process (pages of 30 tabs share its cores)",
+        low=1,
+        shown="1",
+        help="torch threads per request in the server process (pages of 30 tabs share its cores)",
     ),
     Var(
         "FMNIST_SWEEP_STORAGE",
         "sweep_storage",
-        _text,
+        "text",
         SWEEP_STORAGE,
-        "SQLite under `runs/`",
-        "the Optuna storage URL of sweeps (PostgreSQL for several servers)",
+        shown="SQLite under `runs/`",
+        help="the Optuna storage URL of sweeps (PostgreSQL for several servers)",
     ),
 )
 
@@ -177,7 +186,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings the environment gives; an empty or unset variable keeps its default."""
         env = os.environ if environ is None else environ
-        values = {v.field: v.parse(v.name, env[v.name].strip()) for v in VARS if env.get(v.name, "").strip()}
+        values = {v.field: v.parse(env[v.name].strip()) for v in VARS if env.get(v.name, "").strip()}
         return cls(**values)
 
     @property
@@ -188,5 +197,5 @@ class Settings:
 def table() -> str:
     """The Markdown table of docs/DEPLOY.md."""
     rows = ["| variable | default | what it sets |", "|---|---|---|"]
-    rows += [f"| `{v.name}` | {v.shown_default} | {v.help} |" for v in VARS]
+    rows += [f"| `{v.name}` | {v.shown} | {v.help} |" for v in VARS]
     return "\n".join(rows)

@@ -161,3 +161,10 @@ def test_sanitize_name_edge_cases(tmp_path):
     with pytest.raises(ValueError, match=r"^'\.\./' is not a usable checkpoint name"):
         sanitize_name("../")
     assert checkpoint_path("My Net", tmp_path) == tmp_path / "My-Net.safetensors"
+
+
+def test_an_ensemble_of_nothing_is_one_clear_error():
+    from fmnist.artifacts import build_ensemble
+
+    with pytest.raises(CheckpointError, match="^an ensemble needs at least one checkpoint$"):
+        build_ensemble([])

@@ -262,3 +262,19 @@ def test_workers_read_the_data_folder_they_are_given(tmp_path, ds):
     finally:
         empty.shutdown()
         there.shutdown()
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (0, "about 5 s"),
+        (2, "about 5 s"),
+        (30, "about 30 s"),
+        (89, "about 90 s"),
+        (90, "about 2 min"),
+        (181, "about 4 min"),
+        (3600, "about 60 min"),
+    ],
+)
+def test_format_wait_rounds_to_5_s_then_whole_minutes(seconds, text):
+    assert format_wait(seconds) == text

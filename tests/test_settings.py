@@ -60,8 +60,9 @@ def test_defaults_and_the_variables_table_come_from_one_list():
     assert Settings.from_env({}) == s
     assert s.checkpoint_dir == CHECKPOINT_DIR == ROOT / "checkpoints" and s.sweep_storage == SWEEP_STORAGE
     assert s.max_saved_bytes == 2048 * 2**20
-    rows = table().splitlines()
-    assert len(rows) == 2 + len(VARS) and all(f"`{v.name}`" in t for v, t in zip(VARS, rows[2:]))
+    rows = table().split("\n")
+    assert rows[:2] == ["| variable | default | what it sets |", "|---|---|---|"] and len(rows) == 2 + len(VARS)
+    assert all(t == f"| `{v.name}` | {v.shown} | {v.help} |" for v, t in zip(VARS, rows[2:]))
 
 
 def test_every_variable_is_read_and_parsed():
@@ -110,6 +111,9 @@ def test_every_variable_is_read_and_parsed():
         ("FMNIST_SERVER_THREADS", "0", "an integer of at least 1"),
         ("FMNIST_RAY_ADDRESS", "auto", "host:port"),
         ("FMNIST_RAY_ADDRESS", "head:99999", "host:port"),
+        ("FMNIST_RAY_ADDRESS", "head:65536", "host:port"),
+        ("FMNIST_RAY_ADDRESS", "head:0", "host:port"),
+        ("FMNIST_RAY_ADDRESS", "head:", "host:port"),
         ("FMNIST_RAY_ADDRESS", ":6379", "host:port"),
     ],
 )
@@ -119,6 +123,11 @@ def test_a_bad_value_is_one_line_naming_the_variable(name, raw, says):
     assert str(e.value) == f"{name} must be {says}" + (
         f" (the Ray head's address), got {raw!r}" if says == "host:port" else f", got {raw!r}"
     )
+
+
+@pytest.mark.parametrize("address", ["head:1", "head:65535", "10.0.0.5:6379", "[::1]:6379"])
+def test_a_ray_address_is_host_and_port(address):
+    assert Settings.from_env({"FMNIST_RAY_ADDRESS": address}).ray_address == address
 
 
 def test_lowest_values_are_accepted():
