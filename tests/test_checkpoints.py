@@ -4,6 +4,7 @@ import pickle
 import pytest
 import torch
 
+from conftest import ROOT
 from fmnist.artifacts import build_card
 from fmnist.checkpoints import (
     LOCK_NAME,
@@ -168,3 +169,26 @@ def test_an_ensemble_of_nothing_is_one_clear_error():
 
     with pytest.raises(CheckpointError, match="^an ensemble needs at least one checkpoint$"):
         build_ensemble([])
+
+
+def test_an_ensemble_keeps_each_members_architecture_options_and_its_vote():
+    from fmnist.artifacts import build_ensemble
+
+    k5 = load_checkpoint(ROOT / "checkpoints" / "cnn2-k5.safetensors")
+    assert k5.card["kwargs"] == {"kernel_size": 5}
+    model = build_ensemble([k5, k5], "majority")  # kwargs lost: the k5 weights would not fit a default cnn2
+    assert model.vote == "majority" and model.member_specs[0] == {"arch": "cnn2", "kwargs": {"kernel_size": 5}}
+    assert build_ensemble([k5]).vote == "soft"
+    with pytest.raises(CheckpointError, match="^an ensemble cannot contain another ensemble$"):
+        build_ensemble([k5, Checkpoint(model, {"arch": "ensemble"})])
+
+
+def test_make_ensemble_measures_on_the_data_it_is_given(tiny_model, ds):
+    from dataclasses import replace
+
+    from fmnist.artifacts import make_ensemble
+
+    member = Checkpoint(tiny_model.model, {**build_card(tiny_model, {"accuracy": 0.7}), "name": "m1"})
+    small = replace(ds, test_images=ds.test_images[:100], test_labels=ds.test_labels[:100])
+    ens, ev = make_ensemble([member], data=small)
+    assert len(ev.labels) == 100 and ens.card["kwargs"]["vote"] == "soft"
