@@ -189,6 +189,11 @@ def test_make_ensemble_measures_on_the_data_it_is_given(tiny_model, ds):
     from fmnist.artifacts import make_ensemble
 
     member = Checkpoint(tiny_model.model, {**build_card(tiny_model, {"accuracy": 0.7}), "name": "m1"})
+    untimed = Checkpoint(tiny_model.model, {"arch": "mlp", "name": "m2"})  # a card without a training time
     small = replace(ds, test_images=ds.test_images[:100], test_labels=ds.test_labels[:100])
-    ens, ev = make_ensemble([member], data=small)
-    assert len(ev.labels) == 100 and ens.card["kwargs"]["vote"] == "soft"
+    ens, ev = make_ensemble([member, untimed], data=small)
+    card = ens.card
+    assert len(ev.labels) == 100 and card["kwargs"]["vote"] == "soft"
+    assert card["train_time_s"] == member.card["train_time_s"] > 0  # the sum over the members that have one
+    assert card["metrics"]["val"] == {"split": "none"} and card["history"] == []  # not validated itself
+    assert card["config"] == {"tta_flip": False, "arch": "ensemble"} and card["data_checksum"] == ds.checksum

@@ -152,3 +152,15 @@ def test_the_flat_field_puts_one_fabric_at_one_grey_across_a_lit_gradient():
     inside = seg.ink[100:200, 120:280]
     assert abs(float(inside.mean()) - 0.5) < 0.02 and float(inside.std()) < 0.02
     assert float(seg.ink[:40].max()) == 0.0 and float(seg.ink[:, :60].max()) == 0.0
+
+
+def test_the_overlay_dims_the_table_and_outlines_the_garment():
+    from fmnist.segment import overlay
+
+    rgb = np.full((60, 60, 3), 0.8, np.float32)
+    mask = _canvas((20, 40, 20, 40))[:60, :60]
+    out = overlay(rgb, mask)
+    assert out.dtype == np.uint8 and out.shape == (60, 60, 3)
+    assert tuple(out[5, 5]) == (71, 71, 71)  # off the garment: 0.8 x 0.35, as 8-bit
+    assert tuple(out[30, 30]) == (204, 204, 204)  # inside: unchanged
+    assert tuple(out[20, 30]) == (255, 140, 0)  # its outline, in orange
