@@ -197,3 +197,4 @@ def test_make_ensemble_measures_on_the_data_it_is_given(tiny_model, ds):
     assert card["train_time_s"] == member.card["train_time_s"] > 0  # the sum over the members that have one
     assert card["metrics"]["val"] == {"split": "none"} and card["history"] == []  # not validated itself
     assert card["config"] == {"tta_flip": False, "arch": "ensemble"} and card["data_checksum"] == ds.checksum
+    assert make_ensemble([member, untimed], "majority", data=small)[0].model.vote == "majority"  # measured as saved

@@ -110,11 +110,26 @@ def _canvas(*boxes):
 def test_one_object_keeps_the_garment_with_its_nearby_parts_and_drops_far_specks():
     from fmnist.segment import one_object
 
-    garment, strap, speck = (60, 140, 60, 140), (60, 140, 150, 156), (5, 9, 5, 9)  # strap: 10 px off the box
+    # the strap is 18 px off the garment: too far for the closing (a disk of 5 px) to join them, but within
+    # the quarter-of-its-size margin around the garment's box
+    garment, strap, speck = (60, 140, 60, 140), (60, 140, 158, 164), (5, 9, 5, 9)
     out = one_object(_canvas(garment, strap, speck))
-    assert out[100, 100] and out[100, 153]  # the strap belongs to the garment
+    assert out[100, 100] and out[100, 160]  # the strap belongs to the garment
     assert not out[7, 7]  # a speck far away is not part of it (and too small to be a second object)
     assert out.sum() == 80 * 80 + 80 * 6
+
+
+def test_parts_a_few_pixels_apart_are_one_object_even_when_each_is_a_speck():
+    from fmnist.segment import one_object
+
+    halves = _canvas((100, 115, 80, 95), (100, 115, 97, 112))  # 225 px each (0.56%), 2 px apart: 1.1% together
+    assert one_object(halves).sum() == 2 * 225
+
+
+def test_a_garment_of_exactly_one_percent_is_enough():
+    from fmnist.segment import one_object
+
+    assert one_object(_canvas((90, 110, 90, 110))).sum() == 400  # 400 of 40,000 px
 
 
 @pytest.mark.parametrize("side, refused", [(30, True), (25, False)])
@@ -135,8 +150,12 @@ def test_a_second_region_counts_as_an_object_from_30_percent_of_the_first(side, 
 def test_specks_alone_are_no_garment():
     from fmnist.segment import one_object
 
-    with pytest.raises(NoGarmentError, match="only small specks"):
+    with pytest.raises(NoGarmentError) as e:
         one_object(_canvas((10, 25, 10, 25)))  # 225 px of 40,000: under 1%
+    assert str(e.value) == (
+        "no garment found: only small specks differ from the background. "
+        "Move closer, so that the garment fills most of the photo"
+    )
     with pytest.raises(NoGarmentError, match="only small specks"):
         one_object(np.zeros((50, 50), bool))
 
@@ -163,4 +182,6 @@ def test_the_overlay_dims_the_table_and_outlines_the_garment():
     assert out.dtype == np.uint8 and out.shape == (60, 60, 3)
     assert tuple(out[5, 5]) == (71, 71, 71)  # off the garment: 0.8 x 0.35, as 8-bit
     assert tuple(out[30, 30]) == (204, 204, 204)  # inside: unchanged
-    assert tuple(out[20, 30]) == (255, 140, 0)  # its outline, in orange
+    assert tuple(out[20, 30]) == (255, 140, 0) and tuple(out[21, 30]) == (204, 204, 204)  # a 1 px outline
+    big = overlay(np.full((226, 226, 3), 0.8, np.float32), np.pad(_canvas((50, 150, 50, 150)), ((0, 26), (0, 26))))
+    assert tuple(big[51, 100]) == (255, 140, 0) and tuple(big[52, 100]) == (204, 204, 204)  # 2 px at 226 px
