@@ -185,3 +185,25 @@ def test_the_overlay_dims_the_table_and_outlines_the_garment():
     assert tuple(out[20, 30]) == (255, 140, 0) and tuple(out[21, 30]) == (204, 204, 204)  # a 1 px outline
     big = overlay(np.full((226, 226, 3), 0.8, np.float32), np.pad(_canvas((50, 150, 50, 150)), ((0, 26), (0, 26))))
     assert tuple(big[51, 100]) == (255, 140, 0) and tuple(big[52, 100]) == (204, 204, 204)  # 2 px at 226 px
+
+
+@pytest.mark.parametrize(
+    "strap, inside",
+    [
+        ((60, 140, 159, 165), True),
+        ((60, 140, 160, 166), False),  # right: its box margin is 20 px (a quarter of 80)
+        ((60, 140, 35, 41), True),
+        ((60, 140, 34, 40), False),  # left
+        ((35, 41, 60, 140), True),
+        ((34, 40, 60, 140), False),  # above
+        ((159, 165, 60, 140), True),
+        ((160, 166, 60, 140), False),  # below
+    ],
+)
+def test_a_small_part_belongs_to_the_garment_within_its_box_margin_on_every_side(strap, inside):
+    from fmnist.segment import one_object
+
+    out = one_object(_canvas((60, 140, 60, 140), strap))
+    y, x = (strap[0] + strap[1]) // 2, (strap[2] + strap[3]) // 2
+    assert bool(out[y, x]) is inside and out[100, 100]
+    assert out.sum() == 6400 + (480 if inside else 0)
