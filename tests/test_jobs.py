@@ -223,6 +223,12 @@ def test_the_run_queue_estimates_starts_from_finished_runs(monkeypatch):
     q.started(c)
     now[0] = 1040.0
     assert q.starts_in(1) == 20.0  # typical 30 s, 10 s already done
+    now[0] = 1080.0
+    assert q.starts_in(1) == 0.0  # running past the typical length: any moment now
+    q.ended(c, finished=True)  # a 50 s run: typical is now the mean, 40 s
+    d = SimpleNamespace(started=1080.0, batches=SimpleNamespace(latest=SimpleNamespace(eta=0.4)))
+    q.started(d)
+    assert q.starts_in(1) == 0.4 and q.starts_in(2) == 40.4
 
 
 def test_one_way_to_build_a_job_manager_local_cluster_or_falling_back(tmp_path):

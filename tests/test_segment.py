@@ -208,3 +208,26 @@ def test_a_small_part_belongs_to_the_garment_within_its_box_margin_on_every_side
     y, x = (strap[0] + strap[1]) // 2, (strap[2] + strap[3]) // 2
     assert bool(out[y, x]) is inside and out[100, 100]
     assert out.sum() == 6400 + (480 if inside else 0)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ((60, 140, 155, 161), (60, 140, 180, 186)),  # right: b is within the margin of garment + a only
+        ((60, 140, 39, 45), (60, 140, 14, 20)),  # left
+        ((155, 161, 60, 140), (180, 186, 60, 140)),  # below
+        ((39, 45, 60, 140), (14, 20, 60, 140)),  # above
+    ],
+)
+def test_the_garment_grows_part_by_part(a, b):
+    from fmnist.segment import one_object
+
+    out = one_object(_canvas((60, 140, 60, 140), a, b))
+    assert out.sum() == 6400 + 480 + 480  # b joins once a has widened the garment's box
+
+
+def test_a_second_object_of_exactly_30_percent_is_refused():
+    from fmnist.segment import one_object
+
+    with pytest.raises(NoGarmentError, match="^2 separate objects found"):
+        one_object(_canvas((100, 150, 100, 150), (5, 30, 5, 35)))  # 750 px: 30% of 2500
