@@ -244,7 +244,7 @@ def test_one_way_to_build_a_job_manager_local_cluster_or_falling_back(tmp_path):
         m.shutdown()
     m, note = make_manager(s, "127.0.0.1:1", fall_back=True, heartbeat_s=None)  # nothing listens there
     try:
-        assert m.backend.name == "local" and m.heartbeat_s is None
+        assert m.backend.name == "local" and m.heartbeat_s is None and m.backend.data_dir == str(tmp_path)
         assert note.startswith("cannot reach the Ray cluster at 127.0.0.1:1") and note.endswith(
             "on this server instead."
         )

@@ -137,3 +137,21 @@ def test_one_connection_shared_and_closed_by_the_last_backend(monkeypatch):
     b.close()
     assert fake.shutdowns == 1 and ray_backend._USERS == 0
     assert __import__("os").environ["RAY_AUTH_MODE"] == "token"
+
+
+def test_make_manager_gives_the_cluster_the_settings_cpus_per_run(monkeypatch):
+    from fmnist.ray_backend import make_manager
+    from fmnist.settings import Settings
+
+    fake = _RecordingRay()
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "t")
+    monkeypatch.delenv("FMNIST_RAY_CPUS_PER_RUN", raising=False)
+    monkeypatch.setattr(ray_backend, "_probe", lambda address: None)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(ray_backend, "_USERS", 0)
+    m, note = make_manager(Settings(ray_cpus_per_run=5), "10.0.0.5:6379", heartbeat_s=None)
+    try:
+        assert note is None and m.backend.name == "ray" and (m.backend.cpus_per_run, m.threads) == (5, 5)
+    finally:
+        m.shutdown()

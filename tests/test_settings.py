@@ -175,6 +175,7 @@ def test_the_job_manager_takes_its_limits_from_settings():
     finally:
         m.shutdown()
     assert default_max_running(8, Settings()) == 2 and default_max_running(2, Settings()) == 1
+    assert default_max_running(10, Settings()) == 2  # whole runs: 10 cores // 4
     assert default_max_running(2, Settings(max_trainings=5)) == 5
 
 
