@@ -9,6 +9,7 @@ interrupted. docs/RELIABILITY.md lists the bugs planted this way and what caught
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,9 @@ def plant(path: Path, old: str, new: str, pytest_args: list[str]) -> str:
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args],
             capture_output=True,
             text=True,
+            # no .pyc of the planted code: one written in the same second as the restore, for a file of the
+            # same size, would be taken for the restored file's and keep the bug alive
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         )
     finally:
         path.write_text(original)

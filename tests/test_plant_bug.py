@@ -15,6 +15,7 @@ def test_a_planted_bug_is_run_against_the_tests_and_removed(tmp_path):
     caught = plant(mod, "2 * x", "3 * x", [str(test)])
     assert caught.endswith("| 3 * x | 1 failed in " + caught.rsplit(" in ", 1)[1])
     assert mod.read_text() == "def double(x):\n    return 2 * x\n"
+    assert not (tmp_path / "__pycache__").exists()  # no bytecode of the bug left to outlive the restore
     missed = plant(mod, "2 * x", "x + x", [str(test)])
     assert "1 passed" in missed and mod.read_text().count("2 * x") == 1
     with pytest.raises(SystemExit, match="occurs 0 times"):
