@@ -7,6 +7,7 @@ demo:  ## set up, then run the app at http://localhost:8501
 
 classroom:  ## set up, then serve the app to the room (every address of this machine); see docs/DEPLOY.md
 	bash scripts/setup.sh
+	@if [ -z "$$FMNIST_TEACHER_KEY" ]; then echo "No class board: to follow the room's runs on the Class page, start with a key of your own, e.g. FMNIST_TEACHER_KEY=choose-a-key make classroom (docs/DEPLOY.md)"; fi
 	.venv/bin/streamlit run app.py --server.address 0.0.0.0
 
 test:  ## set up (with Chromium), then run the whole test suite with an empty HOME and TMPDIR, as on a fresh machine

@@ -11,7 +11,8 @@ import threading
 import streamlit as st
 import torch
 
-from app_support.nav import PAGES, TRAIN
+from app_support.classroom import board_open
+from app_support.nav import CLASS, PAGES, TRAIN
 from app_support.state import model_picker, settings
 from app_support.training import publish_finished, run_status
 from fmnist.settings import SettingsError
@@ -24,13 +25,14 @@ def run_app() -> None:
     except SettingsError as e:  # a teacher's typo in an FMNIST_* variable: one line, on every page
         st.error(f"The server's settings are wrong: {e}. Fix it and restart the app.")
         st.stop()
-    current = st.navigation([p.page() for p in PAGES], position="hidden")  # our own links below
+    pages = [p for p in PAGES if p is not CLASS or board_open()]  # no teacher's key, no class board
+    current = st.navigation([p.page() for p in pages], position="hidden")  # our own links below
     st.set_page_config(
         page_title=f"{current.title} · Fashion-MNIST Studio", page_icon=":material/checkroom:", layout="wide"
     )
     with st.sidebar:
         st.title("Fashion-MNIST Studio")
-        for p in PAGES:
+        for p in pages:
             st.page_link(p.path, label=p.title, icon=p.icon)
         st.divider()
         publish_finished()  # a run that just ended joins the picker in this very rerun

@@ -19,3 +19,8 @@ LINKED_MODEL = "linked_model"  # the ?model= value last applied to the picker
 SWEEP = "sweep_run"  # this session's app_support.sweeps.SweepRun (its latest sweep)
 SWEEP_COUNT = "sweep_count"  # sweeps started in this session (names their studies)
 DATASET_DOWNLOADED = "dataset_downloaded"  # where Home's download put the files, said once after its rerun
+TEACHER = "teacher_key"  # the teacher's key this session gave (the Class page is open while it is the current one)
+NICKNAME = "nickname"  # the student's nickname on the class board (this browser session only)
+SHARE = "share_with_class"  # the student's "Share with the class" toggle
+RUN_PRESET = "train_run_preset"  # the preset this session's run started from (the board compares settings to it)
+KEY_CLIENT = "key_client"  # who tries teacher's keys when the browser's address is unknown: this session

@@ -33,4 +33,5 @@ PREDICT = PageSpec("views/predict.py", "Predict", ":material/draw:", "predict")
 MISCLASSIFIED = PageSpec("views/misclassified.py", "Misclassified", ":material/report:", "misclassified")
 MAP = PageSpec("views/embedding.py", "Map", ":material/scatter_plot:", "map")
 SWEEP = PageSpec("views/sweep.py", "Sweep", ":material/tune:", "sweep")
-PAGES = (HOME, TRAIN, EVALUATE, PREDICT, MISCLASSIFIED, MAP, SWEEP)
+CLASS = PageSpec("views/classroom.py", "Class board", ":material/groups:", "class")  # with FMNIST_TEACHER_KEY only
+PAGES = (HOME, TRAIN, EVALUATE, PREDICT, MISCLASSIFIED, MAP, SWEEP, CLASS)

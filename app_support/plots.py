@@ -212,6 +212,33 @@ def curves_fig(history: list[dict], batches: list | None = None, epochs_total: i
     return fig
 
 
+def board_curves_fig(series: list[dict]) -> go.Figure:
+    """Validation accuracy per epoch of several runs, one line each, coloured by its group (preset or arch).
+
+    `series`: dicts with name, group, epochs, val_acc. One legend entry per group; each line's name on hover.
+    """
+    groups = sorted({s["group"] for s in series})
+    colour = {g: CLASS_COLORS[i % len(CLASS_COLORS)] for i, g in enumerate(groups)}
+    fig = go.Figure()
+    shown: set[str] = set()
+    for s in series:
+        fig.add_scatter(
+            x=s["epochs"],
+            y=s["val_acc"],
+            mode="lines+markers",
+            name=s["group"],
+            legendgroup=s["group"],
+            showlegend=s["group"] not in shown,
+            line=dict(color=colour[s["group"]], width=3),
+            hovertemplate=f"{html.escape(s['name'])}<br>epoch %{{x}}: %{{y:.2%}}<extra></extra>",
+        )
+        shown.add(s["group"])
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title="validation accuracy", tickformat=".0%")
+    fig.update_layout(height=420, legend=dict(orientation="h", y=-0.2, title=None), **LAYOUT)
+    return fig
+
+
 def prob_bars(probs: np.ndarray, k: int = 10, title: str = "") -> go.Figure:
     order = np.argsort(-probs)[:k][::-1]
     fig = go.Figure(

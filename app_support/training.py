@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from app_support import keys
+from app_support.classroom import board
 from app_support.leases import release_sweeps
 from app_support.links import hidden
 from app_support.state import ModelRef, checkpoint_dir, select_model, session_models, settings
@@ -107,13 +108,13 @@ def _rows(rows: list[list[str]], base: dict[str, Any], prefix: str, disabled: bo
 
 def config_form(disabled: bool) -> TrainConfig | None:
     """Preset picker plus the hyperparameters, prefilled from the preset. None if invalid."""
-    preset = st.selectbox(
-        "Preset", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key="tr_preset", disabled=disabled
-    )
+    room = board().limits  # the teacher's limits: only what the room allows is offered
+    presets = [p for p in PRESET_LABELS if not room.presets or p in room.presets]
+    preset = st.selectbox("Preset", presets, format_func=PRESET_LABELS.get, key="tr_preset", disabled=disabled)
     base_cfg = preset_config(preset)
     base = base_cfg.flat()
     prefix = f"tr_{preset}_"  # per-preset keys: switching preset resets the fields to its recipe
-    archs = trainable_models()
+    archs = [a for a in trainable_models() if not room.archs or a in room.archs or a == base_cfg.arch]
     arch = st.selectbox("Architecture", archs, archs.index(base_cfg.arch), key=prefix + "arch", disabled=disabled)
     values = _rows(LAYOUT, base, prefix, disabled)
     if hidden("advanced"):  # a lesson link keeps the class on the few settings that matter
@@ -193,15 +194,23 @@ def current_run() -> Job | None:
     return job
 
 
-def start_run(cfg: TrainConfig) -> Job:
-    """Queue this session's run (one at a time: a live one is returned as it is)."""
+def start_run(cfg: TrainConfig, preset: str, nickname: str = "", share: bool = False) -> Job:
+    """Queue this session's run (one at a time: a live one is returned as it is); share it on the class board.
+
+    Raises:
+        LimitError: the room's limits (set by the teacher on the board) do not allow `cfg`.
+    """
     live = current_run()
     if live is not None and live.snapshot().active:
         return live
+    board().limits.check(cfg, preset)  # the server enforces the room's limits, whatever the page sent
     n = st.session_state.get(keys.RUN_COUNT, 0) + 1
     st.session_state[keys.RUN_COUNT] = n
     job = job_manager().submit(cfg, owner=owner(), label=f"{cfg.arch}-run{n}")
     st.session_state[keys.RUN] = job
+    st.session_state[keys.RUN_PRESET] = preset
+    if share:
+        board().share(job, nickname, preset)
     return job
 
 

@@ -251,6 +251,7 @@ class JobSnapshot:
     position: int | None  # 1-based place in the queue; None once started
     starts_in: float | None  # estimated seconds until a queued job starts
     pending: bool = False  # handed to a cluster that has not placed it yet
+    stopped_by: str | None = None  # why someone else stopped it (the teacher), for its student
 
     @property
     def active(self) -> bool:
@@ -277,14 +278,18 @@ class Job:
     last_seen: float = field(default_factory=time.monotonic)
     orphaned: float | None = None  # when its owner went away (None: present)
     stop_requested: float | None = None
+    stopped_by: str | None = None  # set when someone other than its owner stopped it, and why
     placed: bool = False  # its worker exists (a cluster may keep a run pending until it has room)
     _proc: Any = None  # the backend's handles
     _events: Any = None
     _stop: Any = None
 
-    def stop(self) -> None:
-        """Leave the queue, or end the run within one batch (its best weights are kept)."""
-        self.manager.stop(self)
+    def stop(self, reason: str | None = None) -> None:
+        """Leave the queue, or end the run within one batch (its best weights are kept).
+
+        `reason`: someone else (the teacher) stopped it; its snapshot says so to its student.
+        """
+        self.manager.stop(self, reason)
 
     def snapshot(self) -> JobSnapshot:
         return self.manager.snapshot(self)
@@ -415,13 +420,14 @@ class JobManager:
         self._wake.set()
         return job
 
-    def stop(self, job: Job) -> None:
+    def stop(self, job: Job, reason: str | None = None) -> None:
         with self._lock:
             if job.state == "queued":
+                job.stopped_by = reason
                 self.queue.queued.remove(job)
                 self._end(job, "cancelled")
             elif job.state == "running" and job.stop_requested is None:
-                job.stop_requested = time.monotonic()
+                job.stop_requested, job.stopped_by = time.monotonic(), reason
                 if job.placed:
                     self.backend.request_stop(job)
                 else:  # still pending on the cluster: nothing has trained, nothing to keep
@@ -440,6 +446,7 @@ class JobManager:
                 position=position,
                 starts_in=self.queue.starts_in(position) if position else None,
                 pending=job.state == "running" and not job.placed,
+                stopped_by=job.stopped_by,
             )
 
     def active_job(self, owner: str) -> Job | None:

@@ -53,7 +53,7 @@ class Var:
 
     name: str
     field: str
-    kind: str  # "int" or "float" (at least `low`), "path", "text", or "address" (host:port)
+    kind: str  # "int" or "float" (at least `low`), "path", "text", "key" (at least `low` characters), "address"
     default: Any
     shown: str  # the default as the docs word it
     help: str
@@ -67,6 +67,8 @@ class Var:
             return Path(raw).expanduser()
         if self.kind == "address":
             return _address(self.name, raw)
+        if self.kind == "key" and len(raw) < self.low:
+            raise SettingsError(f"{self.name} must be at least {self.low:g} characters long, got {len(raw)}")
         return raw
 
 
@@ -159,6 +161,16 @@ VARS: tuple[Var, ...] = (
         shown="SQLite under `runs/`",
         help="the Optuna storage URL of sweeps (PostgreSQL for several servers)",
     ),
+    Var(
+        "FMNIST_TEACHER_KEY",
+        "teacher_key",
+        "key",
+        None,
+        low=6,
+        shown="(unset: no class board)",
+        help="the teacher's key to the Class page (the class board, at least 6 characters); set, students "
+        "share their runs by default",
+    ),
 )
 
 
@@ -181,6 +193,7 @@ class Settings:
     ray_cpus_per_run: int = _default("ray_cpus_per_run")
     server_threads: int = _default("server_threads")
     sweep_storage: str = _default("sweep_storage")
+    teacher_key: str | None = _default("teacher_key")  # None: no class board
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -17,6 +17,7 @@ from scripts.browser import (
     write_y4m,
 )
 
+TEACHER_KEY = "chalk-and-talk"
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="chromium not installed (make test installs it)"
 )
@@ -26,7 +27,8 @@ pytestmark = pytest.mark.skipif(
 def server(tmp_path_factory):
     ck = private_checkpoints(tmp_path_factory.mktemp("ck"))
     sweeps = f"sqlite:///{tmp_path_factory.mktemp('sweeps') / 'sweeps.db'}"
-    with serve_app({"FMNIST_CHECKPOINT_DIR": str(ck), "FMNIST_SWEEP_STORAGE": sweeps}) as (url, _):
+    env = {"FMNIST_CHECKPOINT_DIR": str(ck), "FMNIST_SWEEP_STORAGE": sweeps, "FMNIST_TEACHER_KEY": TEACHER_KEY}
+    with serve_app(env) as (url, _):
         yield url
 
 
@@ -69,6 +71,7 @@ def test_every_page_deep_links_with_the_shared_sidebar(server, page):
         ("misclassified", "errors"),
         ("map", "nearest dots"),
         ("sweep", "Start the sweep"),
+        ("class", "Teacher's key"),
     ]:
         page.goto(f"{server}/{path}")
         page.get_by_text(marker).first.wait_for()
@@ -171,10 +174,14 @@ def _open_for_axe(page, server: str, path: str) -> None:
         page.get_by_text("Most similar training images").wait_for()
     elif path == "map":
         page.get_by_text("nearest dots").first.wait_for(timeout=120_000)
+    elif path == "class":
+        page.get_by_role("textbox", name="Teacher's key").fill(TEACHER_KEY)
+        page.get_by_role("button", name="Open the class board").click()
+        page.get_by_text("Room limits").wait_for()
     wait_idle(page)
 
 
-@pytest.mark.parametrize("path", ["", "train", "evaluate", "predict", "misclassified", "map", "sweep"])
+@pytest.mark.parametrize("path", ["", "train", "evaluate", "predict", "misclassified", "map", "sweep", "class"])
 def test_every_page_has_no_wcag_aa_violations(server, page, path):
     # axe-core (WCAG 2.0/2.1 A and AA rules): contrast of captions, image alt text, named controls, ...
     _open_for_axe(page, server, path)

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from conftest import private_checkpoints
-from scripts.browser import CHROMIUM, launch, serve_app, training_workers, wait_idle
+from scripts.browser import CHROMIUM, choose, launch, serve_app, training_workers, wait_idle
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="chromium not installed (make test installs it)"
@@ -138,3 +138,91 @@ def test_closing_a_tab_cancels_its_run_after_the_grace_period(tmp_path):
         gone_after = time.monotonic() - t_closed
         browser.close()
     assert gone_after >= 1.5  # not before the grace period: a dropped connection may come back
+
+
+def _metric(page, label: str) -> int:
+    """The value of the board's metric `label`, 0 while it is not drawn."""
+    box = page.locator("[data-testid=stMetric]").filter(has_text=label)
+    return int(box.locator("[data-testid=stMetricValue]").inner_text()) if box.count() else 0
+
+
+def test_the_class_board_follows_eight_students_and_stops_one(tmp_path):
+    """8 students share their runs, a 9th does not; the teacher's board follows them live and stops one."""
+    from fmnist.room import TEACHER_STOP
+
+    shots = os.environ.get("FMNIST_BOARD_SHOTS") or str(tmp_path)
+    env = {
+        "FMNIST_CHECKPOINT_DIR": str(private_checkpoints(tmp_path / "ck")),
+        "FMNIST_MAX_TRAININGS": "1",
+        "FMNIST_TEACHER_KEY": "chalk-and-talk",
+    }
+    with serve_app(env) as (url, _), sync_playwright() as p:
+        browser = launch(p)
+        new_tab = lambda: browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
+        probe = new_tab()  # a student's other page, timed idle and while the board refreshes
+        _open_teacher_page(probe, url, "evaluate")
+        idle = statistics.median(_open_teacher_page(probe, url, "evaluate") for _ in range(2))
+
+        teacher = browser.new_context(viewport={"width": 1400, "height": 2100}).new_page()  # the projector
+        teacher.goto(f"{url}/class")
+        teacher.get_by_role("textbox", name="Teacher's key").fill("chalk-and-talk")
+        teacher.get_by_role("button", name="Open the class board").click()
+        teacher.get_by_text("No shared runs yet").wait_for(timeout=60_000)
+
+        tabs = []
+        for i in range(STUDENTS + 1):  # the last one keeps its run to itself
+            tab = new_tab()
+            tab.goto(f"{url}/train")
+            tab.get_by_role("button", name="Start training").wait_for(timeout=120_000)
+            name = "Hidden" if i == STUDENTS else f"Student {i + 1}"
+            field = tab.get_by_role("textbox", name="Nickname (optional)")
+            field.fill(name)
+            field.press("Enter")
+            wait_idle(tab)
+            if i == STUDENTS:
+                tab.get_by_text("Share with the class").click()
+                wait_idle(tab)
+            images = str(600 + 300 * i)  # a class tries different amounts of data
+            _set_numbers(tab, {"Epochs": "200" if i == 0 else "2", "Training images (0 = all)": images})
+            tabs.append(tab)
+        for tab in tabs:
+            tab.get_by_role("button", name="Start training").click()
+
+        seen: list[tuple[int, int, int, int]] = []
+        t0 = time.monotonic()
+        while _metric(teacher, "Shared runs") < STUDENTS or _metric(teacher, "Training") == 0:
+            assert time.monotonic() - t0 < 120, "the board never showed the class training"
+            time.sleep(0.5)
+        loaded = _open_teacher_page(probe, url, "evaluate")  # the board refreshing, the queue full
+        teacher.screenshot(path=f"{shots}/class-board-queue.png", full_page=True)
+
+        choose(teacher, "Run", "Student 1")
+        wait_idle(teacher)
+        teacher.get_by_role("button", name="Stop", exact=True).click()
+        expect(tabs[0].get_by_text(TEACHER_STOP)).to_be_visible(timeout=60_000)
+
+        while _metric(teacher, "Finished") < STUDENTS:
+            assert time.monotonic() - t0 < 300, "the class's runs did not all finish"
+            seen.append(tuple(_metric(teacher, k) for k in ("Shared runs", "Queued", "Training", "Finished")))
+            time.sleep(0.5)
+        wait_idle(teacher)
+        with teacher.expect_download() as download:
+            teacher.get_by_role("button", name="Export the board (CSV)").click()
+        exported = download.value.path().read_text()
+        teacher.screenshot(path=f"{shots}/class-board.png", full_page=True)
+        teacher.get_by_text("Room limits: what students may train").click()
+        teacher.get_by_text("Apply to the room").wait_for()
+        teacher.screenshot(path=f"{shots}/class-board-limits.png")
+        errors = sum(t.locator("[data-testid=stException]").count() for t in [*tabs, teacher, probe])
+        browser.close()
+
+    rows = exported.strip().splitlines()
+    print(json.dumps({"idle_s": idle, "loaded_s": loaded, "states": seen[:: max(1, len(seen) // 12)]}))
+    assert errors == 0
+    assert len(rows) == 1 + STUDENTS and "Hidden" not in exported  # the unshared run never appears
+    assert rows[1].startswith("Student 1,") and ",stopped," in rows[1]
+    assert all(",finished," in r for r in rows[2:])
+    assert all(s[0] == STUDENTS for s in seen)  # 8 runs, nothing more
+    queued = [s[1] for s in seen]
+    assert max(queued) >= 3 and queued[-1] == 0 and [s[3] for s in seen] == sorted(s[3] for s in seen)
+    assert loaded <= 3 * max(idle, 1.0), (idle, loaded)  # the board's refresh leaves the students' pages usable

@@ -78,6 +78,7 @@ def test_every_variable_is_read_and_parsed():
         "FMNIST_RAY_CPUS_PER_RUN": "4",
         "FMNIST_SERVER_THREADS": "2",
         "FMNIST_SWEEP_STORAGE": "postgresql://db/sweeps",
+        "FMNIST_TEACHER_KEY": " chalk-and-talk ",
     }
     assert set(env) == NAMES
     s = Settings.from_env(env)
@@ -93,6 +94,7 @@ def test_every_variable_is_read_and_parsed():
         4,
         2,
         "postgresql://db/sweeps",
+        "chalk-and-talk",
     )
     assert s.max_saved_bytes == int(1.5 * 2**20)
     assert Settings.from_env({"FMNIST_MAX_TRAININGS": " 2 ", "FMNIST_DATA_DIR": ""}) == Settings(max_trainings=2)
@@ -203,3 +205,11 @@ def test_folder_limits_follow_settings():
         7, int(1.5 * 2**20)
     )
     assert FolderLimits() == FolderLimits.from_settings(Settings())
+
+
+def test_a_teachers_key_has_six_characters_at_least():
+    with pytest.raises(SettingsError) as e:
+        Settings.from_env({"FMNIST_TEACHER_KEY": "12345"})
+    assert str(e.value) == "FMNIST_TEACHER_KEY must be at least 6 characters long, got 5"
+    assert Settings.from_env({"FMNIST_TEACHER_KEY": "123456"}).teacher_key == "123456"
+    assert Settings.from_env({"FMNIST_TEACHER_KEY": "  "}).teacher_key is None  # blank: no board

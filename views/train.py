@@ -5,6 +5,7 @@ import math
 import streamlit as st
 
 from app_support import keys
+from app_support.classroom import limits, share_controls
 from app_support.links import apply_train_link, copy_link, say_ignored, train_params
 from app_support.nav import TRAIN
 from app_support.plots import curves_fig
@@ -23,6 +24,7 @@ from app_support.training import (
 )
 from fmnist.checkpoints import CheckpointError
 from fmnist.jobs import format_wait
+from fmnist.room import LimitError
 from fmnist.train import describe_val
 
 st.title("Train a network")
@@ -39,6 +41,9 @@ if keys.TRAIN_FLASH in st.session_state:
 say_ignored(apply_train_link())  # a lesson link's settings, before the form is drawn
 run = current_run()
 active = run is not None and run.snapshot().active
+nickname, share = share_controls(run)
+if limits().describe():
+    st.info(f"**Your teacher's limits for this room:** {limits().describe()}.", icon=":material/rule:")
 cfg = config_form(disabled=active)
 
 c1, c2, _, c4 = st.columns([1, 1, 2, 2])
@@ -47,8 +52,11 @@ with c4:
 if c1.button(
     "Start training", type="primary", icon=":material/play_arrow:", disabled=active or cfg is None, key="tr_start"
 ):
-    run = start_run(cfg)
-    active = True
+    try:
+        run = start_run(cfg, st.session_state["tr_preset"], nickname, share)
+        active = True
+    except LimitError as e:
+        st.error(f"Not allowed in this room: {e}.", icon=":material/block:")
 snap0 = run.snapshot() if active else None
 queued = snap0 is not None and (snap0.state == "queued" or snap0.pending)
 if c2.button("Leave the queue" if queued else "Stop", icon=":material/stop:", disabled=not active, key="tr_stop"):
@@ -112,6 +120,8 @@ def _live_view() -> None:
 
 def outcome(snap) -> None:
     """How the run ended; for a finished run, the save and download controls."""
+    if snap.stopped_by:
+        st.warning(snap.stopped_by, icon=":material/school:")
     if snap.state == "cancelled":
         st.info(snap.error or "The run left the queue before it started.", icon=":material/cancel:")
     elif snap.error:
