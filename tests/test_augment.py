@@ -118,3 +118,12 @@ def test_cutout_squares_have_the_given_side_and_are_clipped():
     assert whole.float().mean() > 0.3  # most centres leave the whole square inside
     assert torch.equal(holes[whole].sum((1, 2)), torch.full((int(whole.sum()),), 144))
     assert (rows < 12).any()  # clipped at the border
+
+
+def test_flip_alone_follows_the_runs_generator():
+    x = torch.rand(16, 1, 28, 28)
+    aug = Augment(flip=True)
+    torch.manual_seed(1)
+    a = augment_batch(x, aug, _gen())
+    torch.manual_seed(2)  # the global generator must not matter
+    assert torch.equal(a, augment_batch(x, aug, _gen()))

@@ -248,3 +248,21 @@ def test_predict_never_prints_nan(trained, tmp_path, capsys, monkeypatch):
     out = json.loads(captured.out)  # valid JSON: no NaN in it
     assert code == 1 and out["failed"] == 1 and out["predictions"] == []
     assert "non-finite" in captured.err
+
+
+def test_train_says_where_it_saved_or_that_a_dry_run_saved_nothing(tmp_path, capsys):
+    out = tmp_path / "said.safetensors"
+    args = ["train", "--arch", "logreg", "--epochs", "1", "--subset", "300", "--precision", "fp32", "--out", str(out)]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip().endswith(f"saved {out}")
+    assert main([*args[:-2], "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip().endswith("dry run: nothing saved")
+    assert [p.name for p in tmp_path.glob("*.safetensors")] == ["said.safetensors"]
+
+
+def test_each_command_describes_itself_in_its_help(capsys):
+    for command in ("train", "evaluate", "predict", "export", "models", "bench"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        usage, _, rest = capsys.readouterr().out.partition("\n\n")
+        assert usage.startswith(f"usage: python -m fmnist {command}") and rest.split("\n\n")[0].strip(), command

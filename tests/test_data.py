@@ -24,7 +24,7 @@ def test_parse_idx_roundtrip():
 @pytest.mark.parametrize(
     "mutate, match",
     [
-        (lambda b: b"\x00\x00\x08\x01" + b[4:], "bad magic"),
+        (lambda b: b"\x00\x00\x08\x01" + b[4:], r"bad magic number 0x00000801 \(expected 0x00000803, uint8 with 3"),
         (lambda b: b[:-5], "truncated"),
         (lambda b: b + b"\x00", "truncated or padded"),
         (lambda b: b[:6], "too short"),

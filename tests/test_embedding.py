@@ -52,3 +52,13 @@ def test_neighbourhood_purity_by_hand():
     assert neighbourhood_purity(xy, labels, k=2) == pytest.approx(4 / 12)
     assert neighbourhood_purity(xy, np.zeros(6, int), k=2) == 1.0
     assert neighbourhood_purity(xy, np.arange(6), k=2) == 0.0  # never counts the point itself
+
+
+def test_the_map_says_what_it_shows_and_a_seed_reproduces_it(ds):
+    model = create_model("mlp").eval()
+    feats = embedding_map(model, ds, n=200)  # PCA by default
+    raw = embedding_map(model, ds, "tsne", pixels=True, n=200, seed=3)
+    assert (feats.method, feats.source, feats.dims) == ("pca", "features", 128)
+    assert (raw.method, raw.source, raw.dims) == ("tsne", "pixels", 784)
+    assert np.array_equal(raw.xy, embedding_map(model, ds, "tsne", pixels=True, n=200, seed=3).xy)
+    assert not np.array_equal(raw.xy, embedding_map(model, ds, "tsne", pixels=True, n=200, seed=4).xy)

@@ -28,6 +28,9 @@ def test_onnx_matches_pytorch_on_100_test_images(name, ds, tmp_path, capsys):
     assert json.loads(meta["fmnist_card"])["arch"] == ck.card["arch"]
     assert json.loads(meta["classes"])[1] == "Trouser"
     assert float(meta["temperature"]) == pytest.approx(ck.temperature or 1.0)
+    assert meta["input"].startswith("pixels: float32 (N, 1, 28, 28) in [0, 1]")
+    assert meta["output"].startswith("logits: float32 (N, 10)")
+    assert [o.name for o in sess.get_outputs()] == ["logits"] and sess.get_inputs()[0].name == "pixels"
 
 
 def test_export_refuses_to_overwrite_and_bad_checkpoints(tmp_path, capsys):

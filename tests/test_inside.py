@@ -62,3 +62,24 @@ def test_tile_lays_maps_out_in_a_grid():
     t = tile(maps, columns=4)
     assert t.shape == (3 * 5 - 1, 4 * 5 - 1) and t.min() >= 0 and t.max() <= 1
     assert t[0, 0] == 0 and t[3, 3] == 1  # each map scaled to its own range
+
+
+def test_tile_defaults_to_8_columns_and_scales_every_map_to_0_1():
+    maps = torch.arange(10 * 4 * 4, dtype=torch.float32).reshape(10, 4, 4) + 3.0  # no map starts at 0
+    t = tile(maps)
+    assert t.shape == (2 * 5 - 1, 8 * 5 - 1)
+    for i in range(10):
+        r, c = divmod(i, 8)
+        cell = t[r * 5 : r * 5 + 4, c * 5 : c * 5 + 4]
+        assert cell.min() == 0 and cell.max() == 1, i
+    assert torch.equal(tile(torch.full((1, 3, 3), 7.0)), torch.zeros(3, 3))  # a flat map is 0, not NaN
+
+
+def test_conv_step_refuses_each_index_out_of_range_alone(ds):
+    model = create_model("cnn2").eval()
+    layer = conv_activations(model, ds.test_images[0])[0]
+    c_out, h_out, w_out = layer.output.shape
+    conv_step(layer, c_out - 1, h_out - 1, w_out - 1, 0)  # the last valid cell
+    for bad in [(c_out, 0, 0, 0), (0, h_out, 0, 0), (0, 0, w_out, 0), (0, 0, 0, 1), (-1, 0, 0, 0)]:
+        with pytest.raises(IndexError, match="is outside"):
+            conv_step(layer, *bad)

@@ -284,3 +284,19 @@ def test_workers_read_the_data_folder_they_are_given(tmp_path, ds):
 )
 def test_format_wait_rounds_to_5_s_then_whole_minutes(seconds, text):
     assert format_wait(seconds) == text
+
+
+def test_a_local_worker_is_alive_only_while_its_process_runs():
+    import multiprocessing
+    from types import SimpleNamespace
+
+    from fmnist.jobs import LocalBackend
+
+    backend = LocalBackend()
+    job = SimpleNamespace(_proc=None)
+    assert backend.alive(job) is False  # never started
+    job._proc = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0.2,))
+    job._proc.start()
+    assert backend.alive(job) is True
+    job._proc.join(10)
+    assert backend.alive(job) is False  # ended

@@ -87,3 +87,37 @@ def test_roy_keras_models_follow_the_report_code():
     assert r2["epochs"] == 20 and not r2["restore_best"]  # fit(epochs=20); Keras keeps the last weights
     assert (r3["epochs"], r3["patience"], r3["monitor"]) == (50, 1, "val_loss")  # EarlyStopping(val_loss), patience 0
     assert get_spec("mlp").recipe["val_fraction"] == 0.0  # report 002 trains on all 60k
+
+
+class _Says(torch.nn.Module):
+    """A member that always answers with these probabilities."""
+
+    def __init__(self, probs):
+        super().__init__()
+        self.logits = torch.tensor(probs).log()
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1)
+
+
+def _probs(cls, p):
+    out = [(1 - p) / 9] * 10
+    out[cls] = p
+    return out
+
+
+def test_majority_vote_counts_votes_first_and_breaks_ties_by_mean_probability():
+    from fmnist.models import Ensemble
+
+    x = torch.zeros(2, 1, 28, 28)
+    two_to_one = Ensemble([{"arch": "logreg"}] * 3, vote="majority")
+    two_to_one.members = torch.nn.ModuleList([_Says(_probs(0, 0.4)), _Says(_probs(0, 0.4)), _Says(_probs(1, 0.99))])
+    assert two_to_one(x).argmax(1).tolist() == [0, 0]  # soft voting would say 1
+    tie = Ensemble([{"arch": "logreg"}] * 2, vote="majority")
+    tie.members = torch.nn.ModuleList([_Says(_probs(0, 0.6)), _Says(_probs(1, 0.9))])
+    out = tie(x).exp()
+    assert out.argmax(1).tolist() == [1, 1] and torch.allclose(out.sum(1), torch.ones(2))
+
+
+def test_every_model_has_a_description():
+    assert all(get_spec(n).description and not get_spec(n).description.startswith("None") for n in list_models())

@@ -254,3 +254,38 @@ def test_canvas_payload_goes_through_the_checked_path():
             preprocess(drawing_bytes(empty), max_pixels=CANVAS_MAX_PIXELS)
     with pytest.raises(ImageError, match="not a readable image"):
         preprocess(drawing_bytes(SimpleNamespace(image_bytes=EPS)), max_pixels=CANVAS_MAX_PIXELS)
+
+
+def test_16_bit_images_are_rescaled_from_their_own_range_and_said():
+    a = np.zeros((40, 60), np.uint16)
+    a[5:35, 10:50] = 51400
+    img = Image.fromarray(a)
+    assert img.mode == "I;16"
+    out = preprocess(img)
+    assert "I;16 image (0..51400) rescaled to 8 bits." in out.notes and out.image.max() > 150
+
+
+def test_a_gray_image_with_alpha_puts_its_strokes_on_a_contrasting_background():
+    img = Image.new("LA", (100, 100), (0, 0))  # transparent black
+    img.paste((255, 255), (30, 10, 70, 90))
+    out = preprocess(_png(img))
+    assert "Transparent background filled with black." in out.notes
+    assert out.image.max() > 200 and out.image[0, 0] == 0
+
+
+def test_a_mirrored_photo_is_said_to_be_mirrored():
+    stored = Image.new("L", (200, 300), 255)
+    stored.paste(0, (20, 20, 100, 120))
+    exif = Image.Exif()
+    exif[0x0112] = 2  # mirrored left-right
+    out = preprocess(_png(stored, "JPEG", exif=exif.tobytes()))
+    assert any("EXIF orientation 2): mirrored upright" in n for n in out.notes)
+
+
+def test_a_file_of_exactly_the_limit_is_read_and_one_byte_more_is_refused(monkeypatch):
+    from fmnist import preprocess as pp
+
+    monkeypatch.setattr(pp, "MAX_FILE_BYTES", 100)
+    assert pp.read_bytes(b"x" * 100) == b"x" * 100
+    with pytest.raises(ImageError, match="file is over"):
+        pp.read_bytes(b"x" * 101)

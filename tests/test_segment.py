@@ -231,3 +231,11 @@ def test_a_second_object_of_exactly_30_percent_is_refused():
 
     with pytest.raises(NoGarmentError, match="^2 separate objects found"):
         one_object(_canvas((100, 150, 100, 150), (5, 30, 5, 35)))  # 750 px: 30% of 2500
+
+
+def test_the_threshold_used_is_returned_and_named_in_the_notes():
+    photo = np.full((300, 400, 3), 0.9, np.float32)
+    photo[100:200, 150:250] = 0.2
+    seg = segment(photo)
+    assert 0 < seg.threshold < 1.0
+    assert any(f"Otsu threshold {seg.threshold:.2f}" in n for n in seg.notes)

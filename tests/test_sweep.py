@@ -272,3 +272,11 @@ def test_the_median_pruner_stops_the_trial_below_the_others_not_the_one_above(tm
     assert [t["state"] for t in res["trials"]] == ["complete", "complete", "pruned", "complete"]
     assert [j.stopped for j in manager.jobs] == [False, False, True, False]
     assert res["trials"][2]["intermediate"][1] == 0.50  # below the median (0.81) of the others at epoch 1
+
+
+def test_a_failed_trial_is_reported_by_the_first_line_of_its_error():
+    from fmnist.sweep import _line
+
+    assert _line(ValueError("  first line\nsecond line")) == "first line"
+    assert _line(RuntimeError("")) == "RuntimeError"
+    assert _line(ValueError("x" * 500)) == "x" * 160

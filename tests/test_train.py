@@ -36,6 +36,9 @@ def test_learns_on_subset_and_emits_typed_events(ds):
     assert batches[-1].progress == pytest.approx(1.0)
     assert epochs[-1].val_acc > 0.7  # 3k images, 2 epochs: well above chance (10%)
     assert len(done.result.history) == 2 and done.result.model is not None
+    # elapsed counts from the run's start: it grows, and never passes the run's own training time
+    assert 0 < epochs[0].elapsed < epochs[1].elapsed <= done.result.train_time_s + 0.5
+    assert 0 < batches[0].elapsed <= epochs[0].elapsed
 
 
 def test_stop_ends_within_one_batch_and_keeps_weights(ds):
