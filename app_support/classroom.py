@@ -93,6 +93,8 @@ def share_controls(run: Job | None) -> tuple[str, bool]:
     share = room and share
     if run is not None:
         follow_share(run, nickname, share)
+        if share:
+            st.caption(f":material/groups: Your run is on the class board as **{board().entry(run.id).name}**.")
     return nickname, share
 
 

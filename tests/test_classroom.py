@@ -74,6 +74,7 @@ def test_the_board_is_refused_without_the_right_key(room):
 def test_a_shared_run_appears_under_its_nickname_and_an_unshared_one_never(room):
     ada = _student("Ada")
     assert ada.toggle(key=keys.SHARE).value is True  # on by default in classroom mode
+    assert "Your run is on the class board as **Ada**." in text(ada.run())
     bob = _student("Bob", start=False)
     bob.toggle(key=keys.SHARE).set_value(False)
     bob.button(key="tr_start").click().run()

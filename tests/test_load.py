@@ -207,7 +207,7 @@ def test_the_class_board_follows_eight_students_and_stops_one(tmp_path):
             time.sleep(0.5)
         wait_idle(teacher)
         with teacher.expect_download() as download:
-            teacher.get_by_role("button", name="Export the board (CSV)").click()
+            teacher.get_by_role("button", name="Export (CSV)").click()
         exported = download.value.path().read_text()
         teacher.screenshot(path=f"{shots}/class-board.png", full_page=True)
         teacher.get_by_text("Room limits: what students may train").click()

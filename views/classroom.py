@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app_support.classroom import board, board_open, is_teacher, measure, open_model, started_text, teacher_login
-from app_support.nav import EVALUATE, MISCLASSIFIED, PREDICT
+from app_support.nav import EVALUATE, MAP, MISCLASSIFIED, PREDICT
 from app_support.plots import board_curves_fig
 from app_support.training import PRESET_LABELS
 from fmnist.config import options, trainable_models
@@ -121,12 +121,12 @@ def controls(rows, names) -> None:
         st.toast(f"{board().clear_queue()} queued runs removed.")
     entry = board().entry(pick)
     has_model = entry is not None and entry.job.result is not None and entry.job.result.model is not None
-    c = st.columns(4)
-    for col, page in zip(c, (EVALUATE, PREDICT, MISCLASSIFIED)):
+    c = st.columns(5)
+    for col, page in zip(c, (EVALUATE, PREDICT, MISCLASSIFIED, MAP)):
         if col.button(f"Open on {page.title}", disabled=not has_model, key=f"cl_open_{page.url_path}", icon=page.icon):
             open_model(entry, page.path)
-    c[3].download_button(
-        "Export the board (CSV)", to_csv(rows), "class_board.csv", "text/csv", key="cl_csv", icon=":material/download:"
+    c[4].download_button(
+        "Export (CSV)", to_csv(rows), "class_board.csv", "text/csv", key="cl_csv", icon=":material/download:"
     )
 
 
