@@ -99,3 +99,21 @@ def test_predict_shows_the_cards_calibrated_probabilities(ds):
     logits = predict_logits(ck.model, ds.test_images[:1], tta_flip=ck.tta_flip)[0].numpy()
     want = np.exp(logits / t - (logits / t).max())
     assert np.allclose(probs(ck, img), want / want.sum(), atol=1e-5)
+
+
+def test_a_runs_temperature_comes_from_its_own_validation_split(tiny_model, ds):
+    from fmnist.calibrate import fit_for, validation_logits
+    from fmnist.data import split_indices
+    from fmnist.runtime import predict_logits
+
+    config = tiny_model.config.to_dict()
+    logits, labels = validation_logits(tiny_model.model, config, ds)
+    _, val_idx = split_indices(tiny_model.config, ds.train_labels)
+    assert torch.equal(labels, ds.train_labels[val_idx]) and len(labels) == len(val_idx) > 0
+    flipped = validation_logits(tiny_model.model, {**config, "tta_flip": True}, ds)[0]
+    assert torch.allclose(flipped, predict_logits(tiny_model.model, ds.train_images[val_idx], tta_flip=True))
+    assert not torch.allclose(flipped, logits)  # the run's own test-time flip is applied
+    t = fit_for(tiny_model.model, config, ds)
+    assert isinstance(t, float) and t == round(t, 4) and 0.05 <= t <= 20
+    with pytest.raises(ValueError, match=r"no validation split \(val_fraction 0\): no temperature can be fitted"):
+        validation_logits(tiny_model.model, {**config, "val_fraction": 0.0}, ds)

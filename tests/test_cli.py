@@ -97,6 +97,10 @@ def test_ensemble_from_saved(trained, tmp_path, capsys):
     ck = load_checkpoint(out["checkpoint"])
     assert code == 0 and ck.card["arch"] == "ensemble" and ck.card["kwargs"]["vote"] == "majority"
     assert len(ck.model.members) == 2
+    again = ["ensemble", str(trained), "--out", out["checkpoint"], "--json"]
+    assert main(again) == 2 and "exists" in capsys.readouterr().err  # never silently replaced
+    assert main([*again, "--force"]) == 0
+    assert len(load_checkpoint(out["checkpoint"]).model.members) == 1
 
 
 @pytest.mark.parametrize(

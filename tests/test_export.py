@@ -42,3 +42,12 @@ def test_export_refuses_to_overwrite_and_bad_checkpoints(tmp_path, capsys):
     bad.write_bytes(b"junk")
     assert main(["export", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert "not a valid fmnist checkpoint" in capsys.readouterr().err
+
+
+def test_an_out_path_ending_in_onnx_is_used_as_it_is(tmp_path):
+    from fmnist.export import export_onnx
+
+    ck = load_checkpoint(ROOT / "checkpoints" / "logreg.safetensors")
+    assert export_onnx(ck, tmp_path / "m.onnx") == tmp_path / "m.onnx"
+    assert export_onnx(ck, tmp_path / "m") == tmp_path / "m.onnx"  # the suffix is added once
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
