@@ -47,7 +47,7 @@ def test_a_calibrated_model_keeps_t_near_one():
 
 
 def test_no_samples_is_an_error():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^no samples to fit a temperature on$"):
         fit_temperature(torch.zeros(0, 10), np.zeros(0, dtype=int))
 
 

@@ -170,3 +170,14 @@ def test_reliability_curve_keeps_empty_top_bins_and_the_lowest_bin():
     assert c["count"].tolist() == [1, 0, 1, 0, 0, 0, 0, 0, 0, 0]
     assert c["confidence"][:3] == pytest.approx([0.1, 0, 0.3]) and c["accuracy"][:3].tolist() == [1.0, 0.0, 0.0]
     assert expected_calibration_error(probs, np.array([0, 1])) == pytest.approx((0.9 + 0.3) / 2)
+
+
+def test_evaluate_runs_the_model_as_it_is_unless_told_to_flip(tiny_model, ds):
+    from fmnist.runtime import predict_logits
+
+    x, y = ds.test_images[:300], ds.test_labels[:300]
+    plain = evaluate(tiny_model.model, x, y)
+    by_hand = predict_logits(tiny_model.model, x).argmax(1)
+    assert plain.accuracy == pytest.approx((by_hand == y).float().mean().item())
+    flipped = evaluate(tiny_model.model, x, y, tta_flip=True)
+    assert plain.loss != flipped.loss
