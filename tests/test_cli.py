@@ -269,4 +269,6 @@ def test_each_command_describes_itself_in_its_help(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         usage, _, rest = capsys.readouterr().out.partition("\n\n")
-        assert usage.startswith(f"usage: python -m fmnist {command}") and rest.split("\n\n")[0].strip(), command
+        description = rest.split("\n\n")[0].strip()
+        assert usage.startswith(f"usage: python -m fmnist {command}"), command
+        assert description and not description.startswith(("options:", "positional arguments:")), command
