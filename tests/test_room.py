@@ -3,6 +3,7 @@
 import csv
 import io
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -136,7 +137,8 @@ def test_a_shared_run_is_on_the_board_and_an_unshared_one_is_not(manager):
     _wait_for(lambda: a.snapshot().batches)
     rows = {r.id: r for r in board.rows()}
     assert rows.keys() == {a.id, b.id}
-    assert (rows[a.id].nickname, rows[a.id].state, rows[a.id].detail) == ("Ada L.", "training", "epoch 1/200")
+    assert (rows[a.id].nickname, rows[a.id].state) == ("Ada L.", "training")
+    assert re.fullmatch(r"epoch \d+/200", rows[a.id].detail)  # an idle machine may be past epoch 1 already
     assert rows[a.id].eta_s > 0 and rows[a.id].live
     assert rows[a.id].changes == changed_settings(a.config, "mlp") and rows[a.id].changes["epochs"] == 200
     assert (rows[b.id].nickname, rows[b.id].state, rows[b.id].detail) == (f"anonymous {b.id}", "queued", "position 1")
