@@ -63,12 +63,12 @@ def test_training_images_are_the_subset_or_the_split_training_set():
 def test_limits_allow_everything_until_set_and_name_the_limit_broken():
     RoomLimits().check(preset_config("best"), "best")  # no limits: anything goes
     assert RoomLimits().describe() == ""
-    room = RoomLimits(presets=("student", "quick"), archs=("quickcnn",), max_epochs=5, max_images=10_000)
+    room = RoomLimits(presets=("student", "quick"), archs=("quickcnn", "mlp"), max_epochs=5, max_images=10_000)
     room.check(preset_config("student", epochs=5), "student")  # at the limits: allowed
     with pytest.raises(LimitError, match="preset 'best' is not allowed.*student, quick"):
         room.check(preset_config("best"), "best")
-    with pytest.raises(LimitError, match="architecture 'mlp' is not allowed"):
-        room.check(preset_config("student", arch="mlp", model_kwargs={}), "student")
+    with pytest.raises(LimitError, match="architecture 'cnn2' is not allowed"):
+        room.check(preset_config("student", arch="cnn2", model_kwargs={}), "student")
     with pytest.raises(LimitError, match="6 epochs is over this room's limit of 5"):
         room.check(preset_config("student", epochs=6), "student")
     with pytest.raises(LimitError, match="10,001 training images is over this room's limit of 10,000"):
@@ -76,7 +76,7 @@ def test_limits_allow_everything_until_set_and_name_the_limit_broken():
     with pytest.raises(LimitError, match="54,000 training images"):  # no subset: the whole split counts
         RoomLimits(max_images=10_000).check(preset_config("quick", subset=None), "quick")
     assert room.describe() == (
-        "presets student, quick; architectures quickcnn; at most 5 epochs; at most 10,000 training images"
+        "presets student, quick; architectures quickcnn, mlp; at most 5 epochs; at most 10,000 training images"
     )
     assert RoomLimits(max_epochs=3).describe() == "at most 3 epochs"
     assert isinstance(LimitError("x"), ValueError)  # the Train page's and the CLI's one-line errors
@@ -109,9 +109,10 @@ def _batch(epoch, eta):
 
 def test_each_state_in_the_boards_words():
     assert state_of(_snap("queued", position=3, starts_in=40.0), 5) == ("queued", "position 3", 40.0)
-    assert state_of(_snap("running", pending=True), 5)[0] == "pending"
+    assert state_of(_snap("running", pending=True), 5) == ("pending", "waiting for a computer of the lab", None)
     assert state_of(_snap("running"), 5) == ("starting", "starting its worker", None)
-    assert state_of(_snap("running", batches=[_batch(1, 9.0), _batch(2, 4.0)]), 5) == ("training", "epoch 2/5", 4.0)
+    three = [_batch(1, 9.0), _batch(2, 6.0), _batch(3, 4.0)]  # the last batch counts
+    assert state_of(_snap("running", batches=three), 5) == ("training", "epoch 3/5", 4.0)
     result = SimpleNamespace(best_epoch=3)
     for status, word in [("finished", "finished"), ("early_stopped", "early stopped"), ("stopped", "stopped")]:
         done = DoneEvent(status, f"{status}!", result)
@@ -139,7 +140,7 @@ def test_a_shared_run_is_on_the_board_and_an_unshared_one_is_not(manager):
     assert rows.keys() == {a.id, b.id}
     assert (rows[a.id].nickname, rows[a.id].state) == ("Ada L.", "training")
     assert re.fullmatch(r"epoch \d+/200", rows[a.id].detail)  # an idle machine may be past epoch 1 already
-    assert rows[a.id].eta_s > 0 and rows[a.id].live
+    assert rows[a.id].eta_s > 0 and rows[a.id].live and 0 < rows[a.id].elapsed_s < 120  # since it started
     assert rows[a.id].changes == changed_settings(a.config, "mlp") and rows[a.id].changes["epochs"] == 200
     assert (rows[b.id].nickname, rows[b.id].state, rows[b.id].detail) == (f"anonymous {b.id}", "queued", "position 1")
     board.unshare(b)
@@ -213,6 +214,7 @@ def test_curves_are_thinned_with_the_last_point_kept():
         epochs, vals = curve(job(n))
         assert len(epochs) <= 200 and epochs[0] == 1 and epochs[-1] == n and vals[-1] == 1.0
         assert epochs == sorted(set(epochs))
+    assert len(curve(job(399))[0]) == 200 and len(curve(job(400))[0]) == 134  # every 2nd, every 3rd
     nan = EpochEvent(1, 1, 1, 0.5, math.nan, math.nan, 0.1, 100, 1, 0, False)
     assert curve(SimpleNamespace(snapshot=lambda: SimpleNamespace(epochs=[nan]))) == ([], [])
 
@@ -223,9 +225,10 @@ def test_the_csv_has_a_row_per_run_and_no_formulas():
     rows = [
         Row(1, "=HYPERLINK(1)", "student", "quickcnn", "finished", "done", 65.4, None, 0.9, 0.8812, {"lr": 0.01}),
         Row(2, "Bo", "quick", "quickcnn", "queued", "position 1", 3.0, 12.0, None, None, {}),
+        Row(3, "\tTab", "quick", "quickcnn", "queued", "position 2", 3.0, 12.0, None, None, {}),
     ]
     got = list(csv.reader(io.StringIO(to_csv(rows))))
-    assert got[0][:4] == ["nickname", "preset", "arch", "state"] and len(got) == 3
+    assert got[0][:4] == ["nickname", "preset", "arch", "state"] and len(got) == 4 and got[3][0] == "'\tTab"
     assert got[1] == [
         "'=HYPERLINK(1)",
         "student",
