@@ -29,7 +29,7 @@ from fmnist.checkpoints import (
     to_bytes,
 )
 from fmnist.config import PRESETS, ConfigError, Described, TrainConfig, options, preset_config, trainable_models
-from fmnist.jobs import Job, JobManager, format_wait
+from fmnist.jobs import Job, JobManager, format_queue
 
 PRESET_LABELS = {
     "student": "Student run (5,000 images: seconds, for a whole class)",
@@ -233,9 +233,7 @@ def run_status() -> None:
     def line() -> None:
         snap = current_run().snapshot()  # touches the run: this tab is still here
         if snap.state == "queued":
-            st.caption(
-                f":material/hourglass_top: Your run: queued, position {snap.position} ({format_wait(snap.starts_in)})"
-            )
+            st.caption(f":material/hourglass_top: Your run: queued, position {snap.position}: {format_queue(snap)}")
         elif snap.pending:
             st.caption(":material/hourglass_top: Your run: pending on the cluster")
         elif snap.active:

@@ -36,6 +36,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .config import TrainConfig
+from .data import N_TRAIN
 from .models import create_model
 from .settings import Settings
 from .train import BatchEvent, DoneEvent, EpochEvent, TrainResult
@@ -250,6 +251,7 @@ class JobSnapshot:
     error: str | None
     position: int | None  # 1-based place in the queue; None once started
     starts_in: float | None  # estimated seconds until a queued job starts
+    run_s: float | None = None  # and how long it should then take, from this server's measured pace
     pending: bool = False  # handed to a cluster that has not placed it yet
     stopped_by: str | None = None  # why someone else stopped it (the teacher), for its student
 
@@ -308,9 +310,36 @@ class Job:
         return True
 
 
+def train_images(cfg: TrainConfig) -> int:
+    """Training images a run of `cfg` sees each epoch: the 60,000 less its validation split, or its subset."""
+    n = N_TRAIN - round(N_TRAIN * cfg.val_fraction)
+    return min(cfg.subset, n) if cfg.subset else n
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How fast an architecture trained on this server, from a finished run: seconds per training image, and
+    the run's seconds outside training (the worker's start, validation, the final test)."""
+
+    per_image_s: float
+    fixed_s: float
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, epochs_run: int, train_s: float, length_s: float) -> Pace:
+        return cls(train_s / (epochs_run * train_images(cfg)), max(0.0, length_s - train_s))
+
+    def expected_s(self, cfg: TrainConfig) -> float:
+        """A run of `cfg` at this pace: its epochs' images, stopped at its time budget if it has one."""
+        train = cfg.epochs * train_images(cfg) * self.per_image_s
+        return self.fixed_s + (min(train, cfg.time_budget) if cfg.time_budget else train)
+
+
 class RunQueue:
     """The queue and the training slots: FIFO order, at most `max_running` runs at once, and when a
     queued run should start. No threads and no processes: JobManager holds its lock around every call.
+
+    Estimates come from what this server measured: each architecture's pace in its latest finished run
+    (`Pace`), else the mean length of recent runs, else the running runs' own ETAs, else DEFAULT_RUN_S.
     """
 
     def __init__(self, max_running: int):
@@ -318,6 +347,7 @@ class RunQueue:
         self.queued: deque[Job] = deque()
         self.running: list[Job] = []
         self._durations: deque[float] = deque(maxlen=20)  # recent run lengths, for the estimates
+        self._paces: dict[str, Pace] = {}  # by architecture
 
     def live(self) -> list[Job]:
         """Running jobs, then queued ones in order."""
@@ -335,22 +365,40 @@ class RunQueue:
         self.running.append(job)
 
     def ended(self, job: Job, finished: bool) -> None:
-        """A running job ended; a finished one's length feeds the estimates."""
+        """A running job ended; a finished one's length and pace feed the estimates."""
         self.running.remove(job)
-        if finished and job.started is not None:
-            self._durations.append(time.monotonic() - job.started)
+        if not finished or job.started is None:
+            return
+        length = time.monotonic() - job.started
+        self._durations.append(length)
+        result = job.result
+        if result is not None and result.train_time_s > 0 and job.epochs:
+            self._paces[job.config.arch] = Pace.of(job.config, len(job.epochs), result.train_time_s, length)
+
+    def expected_s(self, cfg: TrainConfig) -> float:
+        """Seconds a run of `cfg` should take here, from start to end."""
+        pace = self._paces.get(cfg.arch)
+        return pace.expected_s(cfg) if pace else self._typical()
+
+    def _typical(self) -> float:
+        if self._durations:
+            return sum(self._durations) / len(self._durations)
+        now = time.monotonic()  # nothing finished yet: the running runs' own elapsed time plus ETA
+        guesses = [now - j.started + j.batches.latest.eta for j in self.running if j.batches.latest and j.started]
+        return sum(guesses) / len(guesses) if guesses else DEFAULT_RUN_S
+
+    def _left_s(self, job: Job, now: float) -> float:
+        latest = job.batches.latest
+        if latest is not None:
+            return max(0.0, latest.eta)
+        return max(0.0, self.expected_s(job.config) - (now - (job.started or now)))
 
     def starts_in(self, position: int) -> float:
-        """Seconds until the job at queue `position` starts: the slots free up as runs end."""
-        typical = sum(self._durations) / len(self._durations) if self._durations else DEFAULT_RUN_S
+        """Seconds until the job at queue `position` starts: the slots free up as the runs ahead end."""
         now = time.monotonic()
-        slots = sorted(
-            max(0.0, j.batches.latest.eta) if j.batches.latest else max(0.0, typical - (now - (j.started or now)))
-            for j in self.running
-        )
-        slots += [0.0] * (self.max_running - len(slots))
-        for _ in range(position - 1):  # each job ahead takes the earliest free slot
-            slots[0] += typical
+        slots = sorted([self._left_s(j, now) for j in self.running] + [0.0] * (self.max_running - len(self.running)))
+        for ahead in list(self.queued)[: position - 1]:  # each job ahead takes the earliest free slot
+            slots[0] += self.expected_s(ahead.config)
             slots.sort()
         return slots[0]
 
@@ -445,6 +493,7 @@ class JobManager:
                 error=job.error,
                 position=position,
                 starts_in=self.queue.starts_in(position) if position else None,
+                run_s=self.queue.expected_s(job.config) if position else None,
                 pending=job.state == "running" and not job.placed,
                 stopped_by=job.stopped_by,
             )
@@ -611,3 +660,9 @@ def _with_model(msg: _Finished) -> DoneEvent:
 def format_wait(seconds: float) -> str:
     """'about 40 s' / 'about 3 min' for a queue estimate."""
     return f"about {max(5, round(seconds / 5) * 5):.0f} s" if seconds < 90 else f"about {math.ceil(seconds / 60)} min"
+
+
+def format_queue(snap: JobSnapshot) -> str:
+    """A queued run's wait in words: 'starts in about 40 s, then takes about 10 s'."""
+    text = f"starts in {format_wait(snap.starts_in or 0.0)}"
+    return f"{text}, then takes {format_wait(snap.run_s)}" if snap.run_s is not None else text

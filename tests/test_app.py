@@ -281,6 +281,28 @@ def _trained_session(arch: str = "logreg") -> AppTest:
     return at.run()
 
 
+def test_a_queued_run_says_when_it_starts_and_how_long_it_takes(ckpt_dir):
+    from app_support.training import job_manager
+    from fmnist.config import TrainConfig
+
+    manager = job_manager()
+    long = TrainConfig(arch="mlp", epochs=200, subset=2000, precision="fp32")
+    others = [manager.submit(long, owner=f"another-tab-{i}") for i in range(manager.max_running)]
+    try:
+        at = goto(app(), TRAIN)
+        at.selectbox(key="tr_student_arch").set_value("logreg")
+        at.number_input(key="tr_student_subset").set_value(600)
+        at.button(key="tr_start").click().run()
+        assert not at.exception
+        line = next(i.value for i in at.info if "in the queue" in i.value)
+        assert "Position 1 in the queue" in line and "starts in about" in line and ", then takes about" in line
+        goto(at, EVALUATE)  # the sidebar's line, on every page, says the same
+        assert any("Your run: queued, position 1: starts in about" in c.value for c in at.sidebar.caption)
+    finally:
+        for job in [*others, at.session_state[keys.RUN]]:
+            job.stop()
+
+
 def test_two_sessions_that_both_train_keep_their_own_models(ckpt_dir):
     """Each session's unsaved model is its own, even when both train (no shared store)."""
     alice, bob = _trained_session("mlp"), _trained_session("logreg")

@@ -3,6 +3,7 @@
 import os
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -61,12 +62,15 @@ def test_limit_and_fifo_queue(manager):
     assert a.state == "running" and (b.state, c.state) == ("queued", "queued")
     assert (b.snapshot().position, c.snapshot().position) == (1, 2)
     assert 0 < b.snapshot().starts_in <= c.snapshot().starts_in
+    assert b.snapshot().run_s > 0 and a.snapshot().run_s is None  # a queued run's own expected length
     assert manager.status() | {"workers_alive": 1} == manager.status() and manager.status()["running"] == 1
     b.stop()  # leave the queue
     assert b.state == "cancelled" and c.snapshot().position == 1
     a.stop()
     assert a.wait(30) and a.done.status == "stopped" and a.result.model is not None
     assert c.wait(60) and c.state == "finished" and c.started >= a.ended
+    # c's pace is measured: another run of its config is expected to take as long as c did
+    assert manager.queue.expected_s(c.config) == pytest.approx(c.ended - c.started, abs=0.2)
 
 
 def test_stop_ends_the_worker_within_a_batch_and_frees_it(manager):
@@ -208,27 +212,66 @@ def test_the_run_queue_estimates_starts_from_finished_runs(monkeypatch):
 
     now = [1000.0]
     monkeypatch.setattr(jobs_mod.time, "monotonic", lambda: now[0])
+    cfg = TrainConfig(arch="cnn2", epochs=2, subset=5000)
+
+    def job(started=None, eta=None, c=cfg, result=None, epochs=()):
+        latest = SimpleNamespace(eta=eta) if eta is not None else None
+        return SimpleNamespace(
+            started=started, config=c, batches=SimpleNamespace(latest=latest), result=result, epochs=list(epochs)
+        )
+
     q = RunQueue(max_running=1)
-    assert q.starts_in(1) == 0.0 and q.starts_in(3) == 2 * DEFAULT_RUN_S  # a free slot; two typical runs ahead
-    a = SimpleNamespace(started=None, batches=SimpleNamespace(latest=None))
+    assert q.starts_in(1) == 0.0  # a free slot
+    q.queued.extend([job(), job(), job()])
+    assert q.starts_in(3) == 2 * DEFAULT_RUN_S  # nothing measured yet: two assumed runs ahead
+    a = job(started=1000.0)
     q.started(a)
-    a.started = 1000.0
+    now[0] = 1010.0
+    assert q.starts_in(1) == DEFAULT_RUN_S - 10  # the assumed length, 10 s of it done
+    a.batches.latest = SimpleNamespace(eta=20.0)  # a's own estimate: 10 s done + 20 s left, a 30 s run
+    assert q.starts_in(1) == 20.0 and q.starts_in(2) == 50.0
     now[0] = 1030.0
-    q.ended(a, finished=True)  # a 30 s run: the typical length from now on
-    b = SimpleNamespace(started=1030.0, batches=SimpleNamespace(latest=SimpleNamespace(eta=12.0)))
+    q.ended(a, finished=True)  # a 30 s run without a result (no pace): the typical length from now on
+    b = job(started=1030.0, eta=12.0)
     q.started(b)
     assert q.starts_in(1) == 12.0 and q.starts_in(2) == 42.0  # b's own estimate, then one typical run
-    c = SimpleNamespace(started=1030.0, batches=SimpleNamespace(latest=None))
-    q.ended(b, finished=False)  # a cancelled run does not count as a typical length
+    q.ended(b, finished=False)  # a cancelled run is not a measurement
+    c = job(started=1030.0)
     q.started(c)
     now[0] = 1040.0
     assert q.starts_in(1) == 20.0  # typical 30 s, 10 s already done
     now[0] = 1080.0
     assert q.starts_in(1) == 0.0  # running past the typical length: any moment now
-    q.ended(c, finished=True)  # a 50 s run: typical is now the mean, 40 s
-    d = SimpleNamespace(started=1080.0, batches=SimpleNamespace(latest=SimpleNamespace(eta=0.4)))
+    # c ends after 50 s, 40 of them training 2 epochs of 5,000 images: 4 ms an image, 10 s outside training
+    c.result = SimpleNamespace(train_time_s=40.0)
+    c.epochs = [1, 2]
+    q.ended(c, finished=True)
+    assert q.expected_s(cfg) == pytest.approx(50.0)
+    assert q.expected_s(TrainConfig(arch="cnn2", epochs=3, subset=5000)) == pytest.approx(70.0)  # 3 epochs
+    full = TrainConfig(arch="cnn2", epochs=1, val_fraction=0.1)  # 54,000 images
+    assert q.expected_s(full) == pytest.approx(10 + 54000 * 0.004)
+    assert q.expected_s(TrainConfig(arch="cnn2", epochs=1, time_budget=30)) == pytest.approx(40.0)  # its budget
+    assert q.expected_s(TrainConfig(arch="mlp", epochs=9)) == pytest.approx(40.0)  # unmeasured: mean of 30 and 50
+    q.queued.clear()
+    q.queued.extend([job(c=TrainConfig(arch="cnn2", epochs=3, subset=5000)), job(c=full), job()])
+    d = job(started=1080.0, eta=0.4)
     q.started(d)
-    assert q.starts_in(1) == 0.4 and q.starts_in(2) == 40.4
+    assert q.starts_in(1) == pytest.approx(0.4) and q.starts_in(2) == pytest.approx(70.4)
+    assert q.starts_in(3) == pytest.approx(70.4 + 10 + 216)  # each job ahead at its own expected length
+    q.max_running = 2  # a second slot: the third waits only for the first job ahead
+    assert q.starts_in(1) == 0.0 and q.starts_in(2) == pytest.approx(0.4) and q.starts_in(3) == pytest.approx(70.0)
+
+
+def test_train_images_and_the_queue_line():
+    from fmnist.jobs import JobSnapshot, format_queue, train_images
+
+    assert train_images(TrainConfig(val_fraction=0.1)) == 54000
+    assert train_images(TrainConfig(val_fraction=0.0)) == 60000
+    assert train_images(TrainConfig(subset=5000)) == 5000
+    assert train_images(TrainConfig(subset=60000, val_fraction=0.2)) == 48000  # a subset cannot exceed the split
+    snap = JobSnapshot("queued", [], [], None, None, position=2, starts_in=40.0, run_s=200.0)
+    assert format_queue(snap) == "starts in about 40 s, then takes about 4 min"
+    assert format_queue(replace(snap, run_s=None)) == "starts in about 40 s"
 
 
 def test_one_way_to_build_a_job_manager_local_cluster_or_falling_back(tmp_path):

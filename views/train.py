@@ -23,7 +23,7 @@ from app_support.training import (
     start_run,
 )
 from fmnist.checkpoints import CheckpointError
-from fmnist.jobs import format_wait
+from fmnist.jobs import format_queue
 from fmnist.room import LimitError
 from fmnist.train import describe_val
 
@@ -82,8 +82,7 @@ def _live_view() -> None:
         busy = job_manager().status()
         st.info(
             f"**Position {snap.position} in the queue.** {busy['running']} run(s) are training now "
-            f"(at most {busy['max_running']} at once on this server). Your run starts in "
-            f"{format_wait(snap.starts_in)}.",
+            f"(at most {busy['max_running']} at once on this server). Your run {format_queue(snap)}.",
             icon=":material/hourglass_top:",
         )
     elif last:
