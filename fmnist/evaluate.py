@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch import nn
 
 from .data import CLASSES, NUM_CLASSES, FashionMNIST, load_dataset
@@ -118,6 +117,21 @@ def reliability_curve(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> 
     }
 
 
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den is 0 (a class never predicted, or never present)."""
+    return np.divide(num, den, out=np.zeros(len(num)), where=den > 0)
+
+
+def per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(precision, recall, F1, support) per class from a confusion matrix (rows: true, columns: predicted).
+
+    Zero where undefined, as scikit-learn's `precision_recall_fscore_support(..., zero_division=0)`;
+    plain numpy, so that a CLI run does not pay for importing scikit-learn.
+    """
+    tp, support, predicted = np.diag(cm).astype(float), cm.sum(1), cm.sum(0)
+    return _ratio(tp, predicted), _ratio(tp, support), _ratio(2 * tp, support + predicted), support
+
+
 def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> EvalResult:
     """Derive every metric from logits (N, 10) and integer labels (N,)."""
     logits = logits.float()
@@ -125,14 +139,14 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> EvalResul
     probs = logits.softmax(1).numpy()
     y = labels.numpy()
     pred = probs.argmax(1)
-    classes = list(range(NUM_CLASSES))
-    p, r, f1, s = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
+    cm = np.bincount(y * NUM_CLASSES + pred, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
+    p, r, f1, s = per_class(cm)
     return EvalResult(
         accuracy=float((pred == y).mean()),
         loss=loss,
         macro_f1=float(f1.mean()),
         ece=expected_calibration_error(probs, y),
-        confusion=confusion_matrix(y, pred, labels=classes),
+        confusion=cm,
         precision=p,
         recall=r,
         f1=f1,

@@ -44,6 +44,8 @@ from .train import BatchEvent, DoneEvent, EpochEvent, TrainResult
 JobState = Literal["queued", "running", "finished", "cancelled", "failed"]
 WORKER_NICE = 10  # workers yield the CPU to the server process (pages stay responsive)
 STOP_GRACE_S = 10.0  # a worker that has not ended this long after stop() is terminated
+CORES_PER_RUN = 4  # on CPUs: one run at once per this many cores
+GPU_RUNS = 8  # runs sharing one GPU at once
 DEFAULT_RUN_S = 60.0  # assumed length of a queued run before any run has finished
 CLUSTER_MAX_RUNNING = 1000  # on Ray, runs handed to the cluster at once (its scheduler queues them)
 
@@ -56,10 +58,23 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_max_running(n_cores: int | None = None, settings: Settings | None = None) -> int:
-    """$FMNIST_MAX_TRAININGS, else one run per 4 cores (1 on 2 cores): each run keeps its threads busy."""
+def cuda_devices() -> int:
+    """CUDA devices this machine's runs would train on (device "auto" picks CUDA first)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def default_max_running(n_cores: int | None = None, settings: Settings | None = None, gpus: int | None = None) -> int:
+    """$FMNIST_MAX_TRAININGS, else GPU_RUNS per GPU (at most one per core), else one run per CORES_PER_RUN cores.
+
+    A student run is too small to keep a GPU busy (its steps wait on kernel launches), so several runs,
+    each its own process, share one; on CPUs each run keeps its threads busy.
+    """
     chosen = (settings or Settings.from_env()).max_trainings
-    return chosen or max(1, (n_cores or cores()) // 4)
+    if chosen:
+        return chosen
+    n = n_cores or cores()
+    g = cuda_devices() if gpus is None else gpus
+    return max(1, min(GPU_RUNS * g, n) if g else n // CORES_PER_RUN)
 
 
 def threads_per_run(max_running: int, n_cores: int | None = None) -> int:

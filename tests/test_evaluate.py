@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, precision_score
 
 from fmnist.evaluate import evaluate, expected_calibration_error, metrics_from_logits, reliability_curve
 
@@ -19,6 +19,21 @@ def test_metrics_match_sklearn():
     assert (r.confusion == confusion_matrix(y, p)).all()
     assert r.loss == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
     assert r.support.sum() == 500
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_class_metrics_match_sklearn_with_absent_and_unpredicted_classes(seed):
+    g = np.random.default_rng(seed)
+    y = g.choice([0, 1, 2, 3, 5, 7], 300)  # classes 4, 6, 8, 9 never present
+    pred = np.where(g.random(300) < 0.6, y, g.choice([0, 2, 4, 6, 8], 300))  # 1, 3, 5, 7, 9 predicted only when right
+    pred[y == 7] = 8  # class 7 never predicted right, 9 never predicted at all
+    logits = torch.nn.functional.one_hot(torch.as_tensor(pred), 10).float() * 5
+    r = metrics_from_logits(logits, torch.as_tensor(y))
+    want = precision_recall_fscore_support(y, pred, labels=list(range(10)), zero_division=0)
+    for got, expected in zip((r.precision, r.recall, r.f1, r.support), want):
+        assert np.allclose(got, expected)
+    assert (r.confusion == confusion_matrix(y, pred, labels=list(range(10)))).all()
+    assert r.macro_f1 == pytest.approx(want[2].mean())
 
 
 def test_errors_sorted_most_confident_first():

@@ -73,6 +73,16 @@ def test_limit_and_fifo_queue(manager):
     assert manager.queue.expected_s(c.config) == pytest.approx(c.ended - c.started, abs=0.2)
 
 
+def test_a_worker_killed_from_outside_fails_its_run_with_the_reason(manager):
+    job = manager.submit(TrainConfig(**LONG), owner="a")
+    _wait_for(lambda: job.snapshot().batches)
+    t0 = time.monotonic()
+    assert job.wait(0.3) is False and time.monotonic() - t0 >= 0.3  # still running: wait gives up on time
+    job._proc.kill()  # as the system's out-of-memory killer would
+    assert job.wait(30) and job.state == "failed" and job.error.startswith("the worker ended (exit code")
+    assert manager.status()["running"] == 0 and manager.submit(TrainConfig(**TINY), owner="b").wait(60)  # slot free
+
+
 def test_stop_ends_the_worker_within_a_batch_and_frees_it(manager):
     job = manager.submit(TrainConfig(**LONG), owner="a")
     _wait_for(lambda: job.snapshot().batches)
@@ -136,9 +146,18 @@ def test_threads_and_workers_do_not_grow_run_after_run(manager):
 
 def test_defaults_follow_the_cores(monkeypatch):
     monkeypatch.delenv("FMNIST_MAX_TRAININGS", raising=False)
-    assert default_max_running(2) == 1 and default_max_running(8) == 2 and default_max_running(16) == 4
+    assert default_max_running(2, gpus=0) == 1 and default_max_running(8, gpus=0) == 2
+    assert default_max_running(16, gpus=0) == 4 and default_max_running(7, gpus=0) == 1  # whole runs
+    # with GPUs, several runs share each one, but never more runs than cores
+    assert default_max_running(16, gpus=1) == 8 and default_max_running(64, gpus=2) == 16
+    assert default_max_running(4, gpus=1) == 4 and default_max_running(1, gpus=1) == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert default_max_running(40) == 16  # the GPUs this machine has: 2 x 8 (10 on its cores alone)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_max_running(40) == 10  # no usable CUDA: the cores
     monkeypatch.setenv("FMNIST_MAX_TRAININGS", "3")
-    assert default_max_running(2) == 3
+    assert default_max_running(2) == 3 and default_max_running(64, gpus=1) == 3
     monkeypatch.setenv("FMNIST_MAX_TRAININGS", "lots")
     with pytest.raises(ValueError, match="FMNIST_MAX_TRAININGS"):
         default_max_running()

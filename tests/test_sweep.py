@@ -168,6 +168,22 @@ def test_a_storage_that_does_not_connect_is_one_line_without_its_password(tmp_pa
     assert "s3cret" not in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("postgresql://teacher:s3cret@db.school:5432/fmnist", "postgresql://teacher:***@db.school:5432/fmnist"),
+        ("mysql://root@127.0.0.1/optuna", "mysql://root:***@127.0.0.1/optuna"),
+        ("sqlite:////srv/studies/lesson3.db", "sqlite:///.../lesson3.db"),  # no folders for web visitors
+        ("postgresql://db.school/fmnist", "postgresql://db.school/fmnist"),  # nothing to hide
+        ("teacher@db.school", "teacher@db.school"),  # not a URL
+    ],
+)
+def test_a_storage_url_is_shown_without_its_password_or_folders(url, shown):
+    from fmnist.sweep import _redact
+
+    assert _redact(url) == shown
+
+
 def test_sweep_cli_bad_params(capsys):
     assert main(["sweep", *TINY, "--param", "lr=0.1:0.01"]) == 2
     assert "is empty" in capsys.readouterr().err
