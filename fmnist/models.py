@@ -182,7 +182,14 @@ def mlp2(h1: int = 256, h2: int = 128, dropout: float = 0.2) -> nn.Module:
 
 
 class CNN2(nn.Module):
-    """conv32 - pool - conv64 - pool - dense128 - dense10 (Keras 'valid' padding)."""
+    """conv32 - pool - conv64 - pool - dense128 - dense10 (Keras 'valid' padding).
+
+    Each max-pool runs before its ReLU (here and in the keras models): ReLU is monotonic, so
+    max-pool then ReLU is the same function, with the same gradients bit for bit, as ReLU then
+    max-pool, and the ReLU touches 4x fewer values: a cnn2 training step 1.45x faster in fp32 on a
+    2-core AMD EPYC (scripts/pool_order.py). Parameter names do not change, so checkpoints load either
+    way. The BatchNorm models keep conv-BN-ReLU-pool: there the order made no measurable difference.
+    """
 
     def __init__(self, kernel_size: int = 3, c1: int = 32, c2: int = 64, hidden: int = 128):
         super().__init__()
@@ -193,11 +200,11 @@ class CNN2(nn.Module):
             raise ValueError(f"kernel_size={k} is too large for 28x28 input")
         self.features = nn.Sequential(
             nn.Conv2d(1, c1, k),
-            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
+            nn.ReLU(inplace=True),
             nn.Conv2d(c1, c2, k),
-            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
+            nn.ReLU(inplace=True),
         )
         self.head = nn.Sequential(nn.Flatten(), *dense_stack([c2 * s2 * s2, hidden], 0.0))
 
@@ -257,8 +264,8 @@ def keras1(kernel_size: int = 3) -> nn.Module:
     s = (28 - kernel_size + 1) // 2
     return nn.Sequential(
         nn.Conv2d(1, 32, kernel_size),
-        nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
+        nn.ReLU(inplace=True),
         nn.Flatten(),
         *dense_stack([32 * s * s, 128], 0.0),
     )
@@ -271,11 +278,11 @@ def keras2(kernel_size: int = 3) -> nn.Module:
     s = _same((28 - k + 1) // 2, k, 2) // 2  # 26 -> 13 -> 7 -> 3
     return nn.Sequential(
         nn.Conv2d(1, 32, k),
-        nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
+        nn.ReLU(inplace=True),
         nn.Conv2d(32, 64, k, stride=2, padding=k // 2),
-        nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
+        nn.ReLU(inplace=True),
         nn.Flatten(),
         *dense_stack([64 * s * s, 128, 256, 128], [0.25, 0.25, 0.0]),
     )
@@ -295,14 +302,14 @@ def keras3(kernel_size: int = 3) -> nn.Module:
     s = _same(_same((28 - k + 1) // 2, k, 2) // 2, k, 2) // 2  # 26 -> 13 -> 7 -> 3 -> 2 -> 1
     return nn.Sequential(
         nn.Conv2d(1, 64, k),
-        nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
+        nn.ReLU(inplace=True),
         nn.Conv2d(64, 128, k, stride=2, padding=p),
-        nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
+        nn.ReLU(inplace=True),
         nn.Conv2d(128, 64, k, stride=2, padding=p),
-        nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
+        nn.ReLU(inplace=True),
         nn.Flatten(),
         *dense_stack([64 * s * s, 128, 256, 256, 128], [0.25, 0.5, 0.25, 0.10]),
     )

@@ -121,3 +121,24 @@ def test_majority_vote_counts_votes_first_and_breaks_ties_by_mean_probability():
 
 def test_every_model_has_a_description():
     assert all(get_spec(n).description and not get_spec(n).description.startswith("None") for n in list_models())
+
+
+@pytest.mark.parametrize("name", ["cnn2", "keras1", "keras2", "keras3"])
+def test_pooling_before_relu_is_the_same_network_bit_for_bit(name, ds):
+    """These models pool before their ReLU (faster); the textbook order gives the same outputs and gradients."""
+    import copy
+
+    torch.manual_seed(0)
+    fast = create_model(name).to(memory_format=torch.channels_last).eval()  # no dropout: deterministic
+    textbook, swapped = copy.deepcopy(fast), 0
+    for seq in [m for m in textbook.modules() if isinstance(m, torch.nn.Sequential)]:
+        for i in [i for i in range(len(seq) - 1) if isinstance(seq[i], torch.nn.MaxPool2d)]:
+            assert isinstance(seq[i + 1], torch.nn.ReLU)  # pool, then ReLU -> ReLU, then pool
+            seq[i], seq[i + 1], swapped = seq[i + 1], seq[i], swapped + 1
+    assert swapped >= 1
+    assert textbook.state_dict().keys() == fast.state_dict().keys()  # checkpoints load into either
+    x, y = to_input(ds.test_images[:64], True), ds.test_labels[:64]
+    for m in (fast, textbook):
+        F.cross_entropy(m(x), y).backward()
+    assert torch.equal(fast(x), textbook(x))
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(fast.parameters(), textbook.parameters()))
