@@ -47,6 +47,7 @@ STOP_GRACE_S = 10.0  # a worker that has not ended this long after stop() is ter
 CORES_PER_RUN = 4  # on CPUs: one run at once per this many cores
 GPU_RUNS = 8  # runs sharing one GPU at once
 DEFAULT_RUN_S = 60.0  # assumed length of a queued run before any run has finished
+WORKER_PRELOAD = ("fmnist.train", "fmnist.warmup")  # imported once by the fork server the workers fork from
 CLUSTER_MAX_RUNNING = 1000  # on Ray, runs handed to the cluster at once (its scheduler queues them)
 
 
@@ -149,10 +150,11 @@ def _plain_main():
 
 
 def _context() -> Any:
-    """forkserver on Linux (workers fork from a clean server that has torch imported), else spawn."""
+    """forkserver on Linux (workers fork from a clean server that has torch imported and warmed up:
+    see fmnist.warmup), else spawn."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["fmnist.train"])
+        ctx.set_forkserver_preload(list(WORKER_PRELOAD))
         return ctx
     return mp.get_context("spawn")
 

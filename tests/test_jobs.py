@@ -362,3 +362,19 @@ def test_a_local_worker_is_alive_only_while_its_process_runs():
     assert backend.alive(job) is True
     job._proc.join(10)
     assert backend.alive(job) is False  # ended
+
+
+def test_workers_fork_from_a_server_that_trained_a_few_steps_on_one_thread_and_no_cuda():
+    """The fork server imports fmnist.warmup: a worker starts with PyTorch's one-time set-up done."""
+    import subprocess
+    import sys
+
+    from fmnist.jobs import WORKER_PRELOAD
+
+    assert "fmnist.warmup" in WORKER_PRELOAD and "fmnist.train" in WORKER_PRELOAD
+    code = (
+        "import torch, fmnist.warmup as w; "
+        "print(w.seconds is not None and w.seconds > 0, torch.get_num_threads(), torch.cuda.is_initialized())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "1", "False"], out.stderr[-500:]
