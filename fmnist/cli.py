@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from . import bench as bench_mod
 from .artifacts import make_ensemble, save_trained
 from .calibrate import calibrated_probs
 from .checkpoints import (
@@ -45,7 +44,6 @@ from .config import (
 from .data import CLASSES, DatasetError, load_dataset
 from .evaluate import EvalResult, evaluate_test
 from .models import checked_model_size, count_params, get_spec, list_models, param_count
-from .preprocess import ImageError, preprocess
 from .runtime import predict_logits
 from .settings import Settings, SettingsError
 from .train import BatchEvent, DoneEvent, EpochEvent, iter_training
@@ -366,6 +364,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
+    from .preprocess import ImageError, preprocess  # scipy and scikit-image: only predict needs them
+
     ckpt = load_checkpoint(a.checkpoint)
     results, failed = [], 0
     for path in a.images:
@@ -443,6 +443,8 @@ def cmd_ensemble(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
+    from . import bench as bench_mod  # the bench's DataLoader and PIL: only bench needs them
+
     res = bench_mod.run(
         arch=a.arch, batch_size=a.batch_size, batches=a.batches, rounds=a.rounds, data=load_dataset(a.data_dir)
     )
@@ -609,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(a, "data_dir", None):
             a.settings = replace(a.settings, data_dir=Path(a.data_dir))
         return a.fn(a)
-    except (CLIError, DatasetError, CheckpointError, ConfigError, ImageError, SettingsError) as e:
+    except (CLIError, DatasetError, CheckpointError, ConfigError, SettingsError) as e:
         err(str(e))
     except KeyError as e:  # unknown model names etc. carry their own message
         err(str(e.args[0]) if e.args else repr(e))

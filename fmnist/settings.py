@@ -79,7 +79,7 @@ VARS: tuple[Var, ...] = (
         "int",
         None,
         low=1,
-        shown="one per 4 cores (at least 1); on Ray, every run",
+        shown="one per core (8 per GPU, at most one per core); on Ray, every run",
         help="runs training at once; the rest queue",
     ),
     Var(

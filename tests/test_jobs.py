@@ -146,16 +146,16 @@ def test_threads_and_workers_do_not_grow_run_after_run(manager):
 
 def test_defaults_follow_the_cores(monkeypatch):
     monkeypatch.delenv("FMNIST_MAX_TRAININGS", raising=False)
-    assert default_max_running(2, gpus=0) == 1 and default_max_running(8, gpus=0) == 2
-    assert default_max_running(16, gpus=0) == 4 and default_max_running(7, gpus=0) == 1  # whole runs
+    assert default_max_running(2, gpus=0) == 2 and default_max_running(8, gpus=0) == 8  # one run per core
+    assert default_max_running(1, gpus=0) == 1
     # with GPUs, several runs share each one, but never more runs than cores
     assert default_max_running(16, gpus=1) == 8 and default_max_running(64, gpus=2) == 16
     assert default_max_running(4, gpus=1) == 4 and default_max_running(1, gpus=1) == 1
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert default_max_running(40) == 16  # the GPUs this machine has: 2 x 8 (10 on its cores alone)
+    assert default_max_running(40) == 16  # the GPUs this machine has: 2 x 8 (40 on its cores alone)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert default_max_running(40) == 10  # no usable CUDA: the cores
+    assert default_max_running(40) == 40  # no usable CUDA: the cores
     monkeypatch.setenv("FMNIST_MAX_TRAININGS", "3")
     assert default_max_running(2) == 3 and default_max_running(64, gpus=1) == 3
     monkeypatch.setenv("FMNIST_MAX_TRAININGS", "lots")

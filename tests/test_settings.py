@@ -176,8 +176,7 @@ def test_the_job_manager_takes_its_limits_from_settings():
         assert (m.max_running, m.orphan_grace_s) == (3, 5.0)
     finally:
         m.shutdown()
-    assert default_max_running(8, Settings(), gpus=0) == 2 and default_max_running(2, Settings(), gpus=0) == 1
-    assert default_max_running(10, Settings(), gpus=0) == 2  # whole runs: 10 cores // 4
+    assert default_max_running(8, Settings(), gpus=0) == 8 and default_max_running(2, Settings(), gpus=0) == 2
     assert default_max_running(2, Settings(max_trainings=5)) == 5
 
 
