@@ -77,7 +77,8 @@ def _sweep(capsys, *args):
 TINY = ["--arch", "mlp", "--val-fraction", "0.1", "--epochs", "2", "--subset", "2000", "--precision", "fp32"]
 
 
-def test_a_sweep_prunes_stores_resumes_and_saves_its_best(tmp_path, capsys):
+def test_a_sweep_prunes_stores_resumes_and_saves_its_best(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FMNIST_MAX_TRAININGS", "1")  # one trial at a time, whatever the machine's default
     storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
     out = tmp_path / "best"
     # 8 epochs on 10,000 images: long enough that a pruned trial's run is stopped well before its end
