@@ -44,7 +44,6 @@ from .train import BatchEvent, DoneEvent, EpochEvent, TrainResult
 JobState = Literal["queued", "running", "finished", "cancelled", "failed"]
 WORKER_NICE = 10  # workers yield the CPU to the server process (pages stay responsive)
 STOP_GRACE_S = 10.0  # a worker that has not ended this long after stop() is terminated
-CORES_PER_RUN = 1  # on CPUs: one run per core, one thread each (docs/RELIABILITY.md: class throughput)
 GPU_RUNS = 8  # runs sharing one GPU at once
 DEFAULT_RUN_S = 60.0  # assumed length of a queued run before any run has finished
 WORKER_PRELOAD = ("fmnist.train", "fmnist.warmup")  # imported once by the fork server the workers fork from
@@ -76,7 +75,7 @@ def default_max_running(n_cores: int | None = None, settings: Settings | None = 
         return chosen
     n = n_cores or cores()
     g = cuda_devices() if gpus is None else gpus
-    return max(1, min(GPU_RUNS * g, n) if g else n // CORES_PER_RUN)
+    return max(1, min(GPU_RUNS * g, n) if g else n)  # on CPUs one thread a run: docs/RELIABILITY.md
 
 
 def threads_per_run(max_running: int, n_cores: int | None = None) -> int:

@@ -186,8 +186,8 @@ class CNN2(nn.Module):
 
     Each max-pool runs before its ReLU (here and in the keras models): ReLU is monotonic, so
     max-pool then ReLU is the same function, with the same gradients bit for bit, as ReLU then
-    max-pool, and the ReLU touches 4x fewer values: a cnn2 training step 1.45x faster in fp32 on a
-    2-core AMD EPYC (scripts/pool_order.py). Parameter names do not change, so checkpoints load either
+    max-pool, and the ReLU touches 4x fewer values: a cnn2 training step 1.37-1.45x faster in fp32
+    on a 2-core AMD EPYC (scripts/pool_order.py). Parameter names do not change, so checkpoints load either
     way. The BatchNorm models keep conv-BN-ReLU-pool: there the order made no measurable difference.
     """
 
