@@ -196,6 +196,8 @@ def test_the_class_board_follows_eight_students_and_stops_one(tmp_path):
         loaded = _open_teacher_page(probe, url, "evaluate")  # the board refreshing, the queue full
         teacher.screenshot(path=f"{shots}/class-board-queue.png", full_page=True)
 
+        # the runaway may have reached the queue behind others: stop it once it trains, as the test means to
+        expect(tabs[0].get_by_text(re.compile(r": epoch \d+/200"))).to_be_visible(timeout=180_000)
         choose(teacher, "Run", "Student 1")
         wait_idle(teacher)
         teacher.get_by_role("button", name="Stop", exact=True).click()
