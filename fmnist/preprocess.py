@@ -19,7 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .data import IMAGE_SIZE
-from .segment import NoGarmentError, overlay, segment
+from .segment import NoGarmentError, one_object, overlay, segment
 
 MAX_FILE_BYTES = 20 * 2**20  # 20 MB
 MAX_PIXELS = 40_000_000  # larger images are refused (decompression-bomb guard)
@@ -55,6 +55,10 @@ _UPRIGHT = {
 WORK_SIDE = 512  # big images are shrunk to this before processing: fast, no visible loss
 SEGMENT_SIDE = 256  # photos on a light background are segmented at this size
 INK_THRESHOLD = 0.08  # fraction of the brightest level that counts as object
+# A border darker than 0.5 is dark cloth in a photo when it is above this grey and grainy (its median
+# deviation at least CLOTH_GRAIN); a drawing's canvas or a dataset image is black or one flat grey.
+DARK_CLOTH = 0.02
+CLOTH_GRAIN = 0.003
 
 
 class ImageError(ValueError):
@@ -235,13 +239,15 @@ def _preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike, ma
         img = _first_frame_small(img, notes, WORK_SIDE)
     gray = to_gray(img, notes)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    inverted = bool(np.median(border) > 0.5)
-    if inverted and float(np.percentile(border, 5)) > 0.97:  # a clean product shot on white, as the dataset's
+    level = float(np.median(border))
+    grain = float(np.median(np.abs(border - level)))  # a photo's cloth has grain; a digital canvas has none
+    inverted = level > 0.5 or (level > DARK_CLOTH and grain >= CLOTH_GRAIN)  # a photo: negated, as the dataset
+    if level > 0.5 and float(np.percentile(border, 5)) > 0.97:  # a clean product shot on white, as the dataset's
         crop, steps = _on_dark_background(1.0 - gray, "2. Inverted")  # sources: invert, trim what is not white
         notes.append("White background: inverted, since the dataset has light objects on black.")
-    elif inverted:  # a photo or a sketch on an uneven light background: find the garment, put it on white
-        crop, steps = _on_light_background(img, gray, notes)
-    else:  # a drawing, or a dataset-style image: light object on dark, as the dataset
+    elif inverted:  # a photo (or a sketch) on a light table or on dark cloth: find the garment, negate it
+        crop, steps = _photo(img, gray, notes)
+    else:  # a drawing on black, or a dataset-style image: light object on dark, as the dataset
         crop, steps = _on_dark_background(gray)
 
     h, w = crop.shape
@@ -274,15 +280,20 @@ def _on_dark_background(
     peak = float(ink.max())
     if peak < 0.05:
         raise BlankImageError("the image is blank: there is no object to classify")
-    crop = _trim(ink, ink > INK_THRESHOLD * peak)
+    where = ink > INK_THRESHOLD * peak
+    if step2 == "2. Inverted":  # a product shot shows one garment: two apart are refused, as in a photo
+        k = max(1, -(-max(where.shape) // SEGMENT_SIDE))
+        try:
+            one_object(where[::k, ::k])
+        except NoGarmentError as e:
+            raise ImageError(str(e)) from None
+    crop = _trim(ink, where)
     steps.append((f"3. Trimmed to object ({crop.shape[1]}x{crop.shape[0]})", _u8(crop)))
     return crop, steps
 
 
-def _on_light_background(
-    img: Image.Image, gray: np.ndarray, notes: list[str]
-) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
-    """Photo or sketch on a light background: fmnist.segment finds the garment, puts it on white, negates."""
+def _photo(img: Image.Image, gray: np.ndarray, notes: list[str]) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+    """Photo or sketch on a light table or dark cloth: fmnist.segment finds the garment and negates it."""
     if max(img.size) > SEGMENT_SIDE:  # the garment ends up 28 px tall: 256 px is plenty, and 4x faster
         scale = SEGMENT_SIDE / max(img.size)
         size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
@@ -299,7 +310,7 @@ def _on_light_background(
         seg = segment(rgb)
     except NoGarmentError as e:
         raise ImageError(str(e)) from None
-    notes.append("Light background: the garment was found, put on white and inverted, as the dataset was made.")
+    notes.append("Photo: the garment was found and inverted, as the dataset's product shots were.")
     notes.extend(seg.notes)
     steps = [("1. Photo", _u8(rgb)), ("2. Garment found (outlined)", overlay(rgb, seg.mask))]
     crop = _trim(seg.ink, seg.mask)

@@ -22,6 +22,9 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 MIN_AREA = 0.01  # the garment covers at least 1% of the photo
 SECOND = 0.3  # another region this size of the largest (and >= MIN_AREA) means two objects
 MAX_AREA = 0.85  # a "garment" covering more than this is the background, or a close-up
+# On dark cloth there is no white to divide by: the garment's brightest part is taken to reflect this
+# much of white (a light fabric), so that its darker details become ink as the dataset's negation makes them.
+LIGHT_FABRIC = 0.85
 
 
 class NoGarmentError(ValueError):
@@ -76,8 +79,8 @@ def segment(rgb: np.ndarray) -> Segmentation:
     floor = 4 * sigma + 0.04  # the table's own grain and stripes never count as garment
     if float(dist.max()) <= floor:
         raise NoGarmentError(
-            "no garment found: nothing in the photo stands out from the background. "
-            "Lay one garment flat on a plain table or bed and fill most of the photo with it"
+            "no garment found: nothing in the photo stands out from the background. Lay one garment flat on "
+            "a plain table or bed and take it from far enough that there is table all around the garment"
         )
     t = max(float(threshold_otsu(dist)), floor)
     raw = ndimage.binary_opening(dist > t, disk(max(1, round(min(h, w) / 200))))  # specks of grain go
@@ -92,14 +95,29 @@ def segment(rgb: np.ndarray) -> Segmentation:
             "the object fills the whole photo, so there is no background to separate it from. "
             "Step back so the garment lies on the table with a margin around it"
         )
-    notes = [
-        "Photo on a light background: the table was modelled as a smooth surface fitted to the border, "
-        f"and the garment is what differs from it (Otsu threshold {t:.2f}, largest region, holes filled)."
-    ]
-    flat = np.clip((rgb @ LUMA) / np.maximum(bg @ LUMA, 1e-3), 0, 1)  # the table becomes white
+    ratio = (rgb @ LUMA) / np.maximum(bg @ LUMA, 1e-3)  # 1 on the table, under 1 where darker
     soft = ndimage.binary_dilation(mask, iterations=max(1, round(min(h, w) / 250)))  # keep the faint edge
-    ink = np.where(soft, 1.0 - flat, 0.0).astype(np.float32)
-    return Segmentation(mask, ink, bg.astype(np.float32), t, notes)
+    lit = float(np.median(ratio[mask]))
+    found = f"and the garment is what differs from it (Otsu threshold {t:.2f}, largest region, holes filled)."
+    if lit <= 1.0:  # a garment darker than its table: the table is the white of a product shot
+        table = "the table was modelled as a smooth surface fitted to the border"
+        notes = [f"Photo on a light background: {table}, {found}"]
+        ink = np.where(soft, 1.0 - np.clip(ratio, 0, 1), 0.0)
+    else:  # a light garment on dark cloth: no white to compare with
+        notes = [
+            f"Photo on dark cloth: the cloth was modelled as a smooth surface fitted to the border, {found} "
+            f"With no white to compare with, the garment's brightest part was taken as a light fabric "
+            f"({LIGHT_FABRIC:.0%} of white), so that its darker details become the ink, "
+            "as the dataset's negation made them."
+        ]
+        white = float(np.percentile(ratio[mask], 99)) / LIGHT_FABRIC
+        negated = 1.0 - np.clip(ratio / white, 0, 1)
+        # Near the outline a pixel is part garment, part cloth (the blur, the threshold): weigh it by how
+        # far it is from the cloth's level towards the garment's, so no bright ring of cloth is left.
+        core = ndimage.binary_erosion(mask, iterations=max(1, round(min(h, w) / 250)))
+        part = np.clip((ratio - 1.0) / (lit - 1.0), 0, 1)
+        ink = np.where(core, negated, np.where(soft, part * negated, 0.0))
+    return Segmentation(mask, ink.astype(np.float32), bg.astype(np.float32), t, notes)
 
 
 def one_object(raw: np.ndarray) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 Each photo goes through the same path as an upload (fmnist.preprocess, then the model's predict
 path with its test-time augmentation). A photo the preprocessing refuses counts as wrong, and is
-also counted on its own. Empty tables and two-garment photos check the refusal: they should be
-refused, never classified.
-Usage: python scripts/photo_eval.py [--models best,quick] [--levels product,phone,hard] [--n 200] [--json]
+also counted on its own. At every level, photos of the empty table, of two garments and close-ups
+(a garment running past the frame) check the refusals: they should be refused, never classified.
+Usage: python scripts/photo_eval.py [--models best,photo] [--levels product,phone,hard,dark,portrait]
+                                    [--n 200] [--odd 10] [--json]
        python scripts/photo_eval.py --timing   (preprocessing time of a 12 MP phone photo)
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from photos import LEVELS, photo_set, render, render_empty, render_two
+from photos import LEVELS, photo_set, render, render_closeup, render_empty, render_two
 
 from fmnist.checkpoints import load_checkpoint
 from fmnist.data import load_dataset
@@ -43,11 +44,36 @@ def timing(runs: int = 10) -> int:
     return 0
 
 
+FILLED = (0, 2, 3, 4, 6, 8)  # T-shirt, pullover, dress, coat, shirt, bag: a close-up of these fills the frame
+
+
+def refusals(images: np.ndarray, labels: np.ndarray, level: str, n: int, seed: int) -> dict[str, str]:
+    """How many of n photos of the empty table, of two garments, and close-ups the preprocessing refuses."""
+    rng = np.random.default_rng(seed + 1)
+    filled = np.flatnonzero(np.isin(labels, FILLED))
+    odd = {
+        "empty table": [render_empty(level, rng) for _ in range(n)],
+        "two garments": [render_two(images[2 * i], images[2 * i + 1], level, rng) for i in range(n)],
+        "close-up": [render_closeup(images[filled[i]], level, rng) for i in range(n)],
+    }
+    out = {}
+    for kind, photos in odd.items():
+        n_refused = 0
+        for data in photos:
+            try:
+                preprocess(data)
+            except ImageError:
+                n_refused += 1
+        out[kind] = f"{n_refused}/{len(photos)}"
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="best,quick")
+    ap.add_argument("--models", default="best,photo")
     ap.add_argument("--levels", default=",".join(LEVELS))
     ap.add_argument("--n", type=int, default=200, help="photos per level")
+    ap.add_argument("--odd", type=int, default=10, help="empty, two-garment and close-up photos per level")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--timing", action="store_true", help="only time preprocessing of 12 MP phone photos")
@@ -71,25 +97,12 @@ def main() -> int:
             except ImageError:
                 refused += 1
             ms.append((time.perf_counter() - t) * 1000)
-        out["refused"][level] = refused
+        out["refused"][level] = {"garment photos": refused, **refusals(images, labels, level, a.odd, a.seed)}
         out["preprocess_ms"][level] = round(float(np.median(ms)), 1)
         for name, ck in models.items():
             x = torch.from_numpy(np.stack(xs)) if xs else torch.zeros(0, 28, 28, dtype=torch.uint8)
             pred = predict_logits(ck.model, x, tta_flip=ck.tta_flip).argmax(1).numpy() if xs else np.array([])
             out["accuracy"].setdefault(name, {})[level] = float((pred == np.array(ys)).sum() / a.n)
-    rng = np.random.default_rng(a.seed)
-    odd = {
-        "empty table": [render_empty("phone", rng) for _ in range(10)],
-        "two garments": [render_two(images[i], images[i + 1], "phone", rng) for i in range(0, 20, 2)],
-    }
-    for kind, photos in odd.items():
-        n_refused = 0
-        for data in photos:
-            try:
-                preprocess(data)
-            except ImageError:
-                n_refused += 1
-        out["refused"][kind] = f"{n_refused}/{len(photos)}"
     if a.json:
         print(json.dumps(out))
         return 0
@@ -98,7 +111,11 @@ def main() -> int:
     print("|---|" + "---|" * len(a.levels.split(",")))
     for name, acc in out["accuracy"].items():
         print(f"| {name} | " + " | ".join(f"{v:.1%}" for v in acc.values()) + " |")
-    print("refused:", out["refused"], " preprocess median ms:", out["preprocess_ms"])
+    print("\n| level | garment photos refused | empty table | two garments | close-up |")
+    print("|---|---|---|---|---|")
+    for level, r in out["refused"].items():
+        print(f"| {level} | {r['garment photos']}/{a.n} | {r['empty table']} | {r['two garments']} | {r['close-up']} |")
+    print("preprocess median ms:", out["preprocess_ms"])
     return 0
 
 

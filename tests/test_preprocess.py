@@ -289,3 +289,37 @@ def test_a_file_of_exactly_the_limit_is_read_and_one_byte_more_is_refused(monkey
     assert pp.read_bytes(b"x" * 100) == b"x" * 100
     with pytest.raises(ImageError, match="file is over"):
         pp.read_bytes(b"x" * 101)
+
+
+def _grainy(level: float, grain: float) -> np.ndarray:
+    """(120, 160, 3) float: a light square on a background of `level` whose pixels alternate +-grain."""
+    yy, xx = np.mgrid[:120, :160]
+    bg = level + grain * np.where((yy + xx) % 2, 1.0, -1.0)
+    img = np.repeat(bg[..., None], 3, -1)
+    img[30:90, 50:110] = 0.8
+    return img
+
+
+@pytest.mark.parametrize(
+    "level, grain, photo",
+    [
+        (0.06, 0.01, True),  # grey, grainy: dark cloth in a photo
+        (0.06, 0.0, False),  # one flat grey: a drawing's canvas
+        (0.015, 0.01, False),  # near black: a drawing, however noisy
+        (0.06, 0.002, False),  # under CLOTH_GRAIN
+    ],
+)
+def test_dark_cloth_is_told_from_a_drawing_by_its_grey_and_grain(level, grain, photo):
+    out = preprocess(np.clip(_grainy(level, grain) * 255 + 0.5, 0, 255).astype(np.uint8))
+    assert out.inverted is photo
+    assert any("dark cloth" in n for n in out.notes) is photo
+    assert out.image.max() > 0
+
+
+@pytest.mark.parametrize("level, grain, photo", [(6, 1, True), (5, 1, False), (6, 0, False)])
+def test_dark_cloth_starts_just_above_two_percent_grey_with_one_level_of_grain(level, grain, photo):
+    """In 8 bits: a border of grey 6 (2.4%) alternating +-1 level is cloth; grey 5 (2.0%) or no grain is not."""
+    yy, xx = np.mgrid[:120, :160]
+    img = (level + grain * np.where((yy + xx) % 2, 1, -1)).astype(np.uint8)
+    img[30:90, 50:110] = 200
+    assert preprocess(img).inverted is photo
