@@ -35,7 +35,8 @@ PRESET_LABELS = {
     "student": "Student run (5,000 images: seconds, for a whole class)",
     "quick": "Quick demo (about a minute on any CPU: 55 s of training at most)",
     "best": "Best: ResNet (half an hour or more on a CPU)",
-    **{k: f"Public recipe: {k}" for k in PRESETS if k not in ("quick", "best", "student")},
+    "photo": "Photo model: ResNet trained on photo-like images (half an hour or more on a CPU)",
+    **{k: f"Public recipe: {k}" for k in PRESETS if k not in ("quick", "best", "student", "photo")},
 }
 # How each option is offered on this page; its range is the option's own (fmnist.config's Opt):
 # "options" makes a select slider, "slider" a slider with that step, otherwise a number input.
@@ -45,10 +46,13 @@ WIDGETS: dict[str, dict[str, Any]] = {
     "lr": {"format": "%.5f"},
     "optimizer": {},
     "schedule": {},
-    "val_fraction": {"options": [0.05, 0.1, 0.2, 0.3]},
+    "val_fraction": {"options": [0.0, 0.05, 0.1, 0.2, 0.3]},
     "subset": {"step": 1000},
     "erase": {"slider": 0.1},
     "erase_size": {"slider": 2},
+    "erase_value": {"format": "%.3f"},
+    "crop": {"slider": 1},
+    "photo": {"slider": 0.1},
     "flip": {},
     "shift": {"slider": 0.05},
     "rotate": {"slider": 5.0},
@@ -67,7 +71,8 @@ LAYOUT = [  # rows of the form; the second group sits in an expander
     ["optimizer", "schedule", "val_fraction", "subset"],
 ]
 MORE = [
-    ["erase", "erase_size", "flip", "shift", "rotate", "zoom"],
+    ["erase", "erase_size", "erase_value", "crop", "photo"],
+    ["flip", "shift", "rotate", "zoom"],
     ["weight_decay", "label_smoothing", "patience", "seed"],
     ["restore_best", "monitor", "precision", "time_budget"],
 ]

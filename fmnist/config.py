@@ -79,9 +79,34 @@ class Augment:
         hi=28,
     )
 
+    erase_value: float = option(
+        0.0,
+        "grey of the erased square: 0 = black; 0.286 = the dataset's mean, which is Cutout's 0 after normalising",
+        label="Erased square's grey",
+        lo=0,
+        hi=1,
+    )
+    crop: int = option(
+        0,
+        "random crop: pad by N black px and cut 28x28 back (whole-pixel shifts, torchvision's RandomCrop(28, "
+        "padding=N)); flip and crop then come before erasing, as in torchvision pipelines",
+        label="Random crop padding (px)",
+        lo=0,
+        hi=14,
+    )
+    photo: float = option(
+        0.0,
+        "probability of making an image look as a segmented phone photo does (uneven fill, soft edges, "
+        "leftovers at the border)",
+        label="Photo-like (p)",
+        lo=0,
+        hi=1,
+    )
+
     @property
     def active(self) -> bool:
-        return self.flip or self.shift > 0 or self.rotate > 0 or self.zoom > 0 or self.erase > 0
+        moves = self.shift > 0 or self.rotate > 0 or self.zoom > 0 or self.crop > 0
+        return self.flip or moves or self.erase > 0 or self.photo > 0
 
 
 @dataclass
@@ -277,6 +302,12 @@ PRESETS["best"] = {
     "epochs": 64,
     "label_smoothing": 0.2,
     "augment": {"flip": True, "shift": 0.1, "rotate": 0.0, "zoom": 0.0, "erase": 1.0, "erase_size": 12},
+}
+# Predict's model for photos (docs/RESULTS.md, "Photos from a phone"): the ResNet's recipe with half of
+# its images made to look as a segmented phone photo does (Augment.photo), and a phone's tilt and zoom.
+PRESETS["photo"] = {
+    **PRESETS["resnet"],
+    "augment": {"flip": True, "shift": 0.1, "rotate": 12.0, "zoom": 0.1, "erase": 0.5, "photo": 0.5},
 }
 # A class of 30 queues on one server: the quick recipe on 5,000 balanced images, seconds per run.
 PRESETS["student"] = {**copy.deepcopy(PRESETS["quick"]), "subset": 5000}

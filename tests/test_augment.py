@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from fmnist.augment import augment_batch, random_erase
+from fmnist.augment import augment_batch, photo_like, random_crop, random_erase
 from fmnist.config import Augment
 
 N = 400
@@ -32,6 +32,8 @@ def _gen() -> torch.Generator:
 def test_active_follows_every_field():
     assert not Augment().active
     for kw in ({"flip": True}, {"shift": 0.1}, {"rotate": 5.0}, {"zoom": 0.1}, {"erase": 0.2}):
+        assert Augment(**kw).active, kw
+    for kw in ({"crop": 1}, {"photo": 0.1}):
         assert Augment(**kw).active, kw
 
 
@@ -127,3 +129,68 @@ def test_flip_alone_follows_the_runs_generator():
     a = augment_batch(x, aug, _gen())
     torch.manual_seed(2)  # the global generator must not matter
     assert torch.equal(a, augment_batch(x, aug, _gen()))
+
+
+def test_random_crop_shifts_by_whole_pixels_within_the_padding_and_fills_black():
+    x = torch.arange(1.0, 785.0).view(1, 1, 28, 28).repeat(N, 1, 1, 1)  # every pixel a distinct value
+    y = random_crop(x, 4, _gen())
+    offsets = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)]
+    seen = []
+    for img in y[:, 0]:  # each image is the original moved by one whole-pixel (dy, dx), black where it left
+        match = [o for o in offsets if torch.equal(img, torch.roll(x[0, 0], (-o[0], -o[1]), (0, 1)) * _window(*o))]
+        assert len(match) == 1
+        seen.append(match[0])
+    assert len(set(seen)) > 60  # of the 81 offsets in 400 images
+    assert torch.equal(random_crop(x, 4, _gen()), y)  # the run's generator decides
+
+
+def _window(dy: int, dx: int) -> torch.Tensor:
+    """1 where a crop moved by (dy, dx) keeps the image, 0 in its black padding."""
+    w = torch.zeros(28, 28)
+    w[max(0, -dy) : 28 - max(0, dy), max(0, -dx) : 28 - max(0, dx)] = 1
+    return w
+
+
+def test_cutout_fills_with_the_given_grey():
+    x = torch.ones(N, 1, 28, 28)
+    y = random_erase(x, 1.0, _gen(), 16, 0.286)
+    assert set(torch.unique(y).tolist()) == {0.286, 1.0} or torch.allclose(torch.unique(y), torch.tensor([0.286, 1.0]))
+    assert ((y < 1).sum((1, 2, 3)) >= 8 * 8).all()  # a 16 px square clipped at most to a quarter
+
+
+def test_with_a_crop_the_cutout_comes_last_and_keeps_its_grey():
+    x = torch.ones(N, 1, 28, 28)
+    aug = Augment(flip=True, crop=4, erase=1.0, erase_size=16, erase_value=0.5)
+    y = augment_batch(x, aug, _gen())
+    square = (y == 0.5).float()
+    # erased after the crop: its square is whole (not cut by the padding's black), and exactly 0.5
+    sides = square.amax(3).sum((1, 2)), square.amax(2).sum((1, 2))
+    assert (sides[0] <= 16).all() and (sides[1] <= 16).all() and (square.sum((1, 2, 3)) == sides[0] * sides[1]).all()
+    assert ((y == 0).sum((1, 2, 3)) > 0).float().mean() > 0.8  # the crop's black border shows in most images
+
+
+def test_photo_like_keeps_the_silhouette_and_stretches_to_one():
+    x = torch.zeros(N, 1, 28, 28)
+    x[:, :, 6:22, 8:20] = torch.rand(N, 1, 16, 12) * 0.8 + 0.2
+    y = photo_like(x, 1.0, _gen())
+    assert torch.allclose(y.amax((1, 2, 3)), torch.ones(N))
+    outside = torch.ones(28, 28, dtype=torch.bool)
+    outside[5:23, 7:21] = False  # the silhouette and its 1 px of blur
+    outside[:2], outside[-2:], outside[:, :2], outside[:, -2:] = False, False, False, False  # a border strip
+    assert y[:, 0][:, outside].abs().max() == 0
+    strip = (y[:, 0, :2].amax((1, 2)) > 0) | (y[:, 0, -2:].amax((1, 2)) > 0)
+    strip |= (y[:, 0, :, :2].amax((1, 2)) > 0) | (y[:, 0, :, -2:].amax((1, 2)) > 0)
+    assert 0.15 < strip.float().mean() < 0.45  # a table strip left in about 30% of them
+    inside = y[:, 0, 8:20, 10:18]
+    assert (inside > 0).all()  # the garment is never emptied
+    before = x[:, 0, 8:20, 10:18]
+    flat = (inside.amax((1, 2)) - inside.amin((1, 2))) < (before.amax((1, 2)) - before.amin((1, 2)))
+    assert flat.float().mean() > 0.5  # detail is compressed under a raised floor in most
+
+
+def test_photo_like_at_p_0_is_the_identity_and_about_p_of_a_batch_changes():
+    x = torch.rand(N, 1, 28, 28)
+    assert torch.equal(photo_like(x, 0.0, _gen()), x)
+    changed = (photo_like(x, 0.5, _gen()) != x).flatten(1).any(1).float().mean()
+    assert 0.4 < changed < 0.6
+    assert torch.equal(photo_like(x, 0.5, _gen()), photo_like(x, 0.5, _gen()))

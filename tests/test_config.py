@@ -84,13 +84,16 @@ def test_described_kind_and_names():
     assert _d("optimizer").kind is str and _d("rotate").kind is float
     names = [d.name for d in option_fields()]
     assert "arch" not in names and "model_kwargs" not in names and "augment" not in names  # cli=False
-    assert names[:2] == ["epochs", "batch_size"] and names[-6:] == [
+    assert names[:2] == ["epochs", "batch_size"] and names[-9:] == [
         "flip",
         "shift",
         "rotate",
         "zoom",
         "erase",
         "erase_size",
+        "erase_value",
+        "crop",
+        "photo",
     ]
     assert _d("rotate").opt.label == "Rotation (degrees)" and _d("rotate").opt.hi == 180
 
@@ -118,7 +121,17 @@ def test_arch_and_kwargs_messages():
 def test_to_dict_from_dict_roundtrip():
     cfg = TrainConfig(arch="mlp", epochs=3, augment={"rotate": 5.0})
     d = cfg.to_dict()
-    assert d["augment"] == {"flip": False, "shift": 0.0, "rotate": 5.0, "zoom": 0.0, "erase": 0.0, "erase_size": 0}
+    assert d["augment"] == {
+        "flip": False,
+        "shift": 0.0,
+        "rotate": 5.0,
+        "zoom": 0.0,
+        "erase": 0.0,
+        "erase_size": 0,
+        "erase_value": 0.0,
+        "crop": 0,
+        "photo": 0.0,
+    }
     assert TrainConfig.from_dict(d) == cfg
 
 
@@ -253,3 +266,17 @@ def test_the_student_preset_is_quick_on_5000_images_and_changes_nothing_of_quick
     assert make_config(preset="quick") == quick and make_config(preset="student") == student
     shared = [k for k, v in PRESETS["quick"].items() if isinstance(v, dict) and PRESETS["student"].get(k) is v]
     assert shared == []  # no dict that one preset could change for both
+
+
+def test_the_photo_preset_is_the_resnet_recipe_with_photo_like_images():
+    photo, resnet = PRESETS["photo"], PRESETS["resnet"]
+    assert {k: v for k, v in photo.items() if k != "augment"} == {k: v for k, v in resnet.items() if k != "augment"}
+    assert photo["augment"] == {"flip": True, "shift": 0.1, "rotate": 12.0, "zoom": 0.1, "erase": 0.5, "photo": 0.5}
+    cfg = make_config(preset="photo", photo=0.2, crop=2, erase_value=0.5)
+    assert (cfg.augment.photo, cfg.augment.crop, cfg.augment.erase_value, cfg.augment.rotate) == (0.2, 2, 0.5, 12.0)
+
+
+@pytest.mark.parametrize("name, bad", [("photo", 1.5), ("crop", 15), ("crop", -1), ("erase_value", 2.0)])
+def test_the_new_augmentations_check_their_ranges(name, bad):
+    with pytest.raises(ConfigError, match=name):
+        make_config(**{name: bad})

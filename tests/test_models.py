@@ -142,3 +142,46 @@ def test_pooling_before_relu_is_the_same_network_bit_for_bit(name, ds):
         F.cross_entropy(m(x), y).backward()
     assert torch.equal(fast(x), textbook(x))
     assert all(torch.equal(a.grad, b.grad) for a, b in zip(fast.parameters(), textbook.parameters()))
+
+
+def test_preact20_is_the_public_recipes_network():
+    """3 stages of 3 pre-activation blocks (16/32/64, strides 1/2/2), 271,994 parameters as in the source."""
+    import torch
+    from torch import nn
+
+    from fmnist.models import PreActBlock, PreActResNet
+
+    m = create_model("preact20").eval()
+    assert param_count("preact20") == 271_994
+    blocks = list(m.blocks)
+    assert len(blocks) == 9 and [b.first for b in blocks] == [True, False, False] * 3
+    assert [b.conv1.stride[0] for b in blocks] == [1, 1, 1, 2, 1, 1, 2, 1, 1]
+    assert [type(b.shortcut) for b in blocks[::3]] == [nn.Identity, nn.Conv2d, nn.Conv2d]
+    x = torch.randn(3, 1, 28, 28)
+    assert m.blocks(m.stem(x)).shape == (3, 64, 7, 7) and m(x).shape == (3, 10)
+    assert PreActResNet(32).blocks.__len__() == 15
+    with pytest.raises(ValueError, match="6n\\+2"):
+        PreActResNet(21)
+    # A stage's first block pre-activates its input for the shortcut too; the others add the raw input.
+    for first in (True, False):
+        b = PreActBlock(4, 4, 1, first).eval()
+        nn.init.zeros_(b.conv2.weight)  # the branch adds nothing: the output is the shortcut's input
+        with torch.no_grad():
+            b.bn1.bias.fill_(-0.1)
+            y = torch.randn(2, 4, 5, 5)
+            expect = torch.relu(b.bn1(y)) if first else y
+            assert torch.allclose(b(y), expect)
+    conv = m.blocks[4].conv1  # kaiming normal, fan_out: std sqrt(2 / (32 * 9))
+    assert abs(float(conv.weight.detach().std()) - (2 / (32 * 9)) ** 0.5) < 0.01
+    assert float(m.head[-1].bias.abs().max()) == 0.0 and float(m.head[0].weight.min()) == 1.0
+
+
+def test_preact20s_recipe_is_the_sources():
+    from fmnist.config import make_config
+
+    cfg = make_config(recipe="preact20")
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.momentum) == (200, 128, 0.2, "sgd", 0.9)
+    assert (cfg.weight_decay, cfg.schedule, cfg.val_fraction, cfg.restore_best) == (1e-4, "cosine", 0.0, False)
+    a = cfg.augment
+    assert (a.flip, a.crop, a.erase, a.erase_size, a.erase_value, a.shift) == (True, 4, 1.0, 16, 0.286, 0.0)
+    assert get_spec("preact20").reported == 95.51
