@@ -11,6 +11,7 @@ import torch
 
 from app_support.plots import heat_overlay
 from app_support.state import (
+    ModelEntry,
     available_models,
     checkpoint_dir,
     file_version,
@@ -34,6 +35,16 @@ def preprocessed(data: bytes, max_pixels: int = MAX_PIXELS) -> Preprocessed:
         ImageError: as preprocess (errors are not cached).
     """
     return preprocess(data, max_pixels=max_pixels)
+
+
+PHOTO_MODEL = "photo"  # checkpoints/photo.safetensors (the `photo` preset): Predict's model for photos
+
+
+def photo_model(selected: ModelEntry) -> ModelEntry | None:
+    """The saved photo model, when there is one and it is not the selected model already."""
+    if selected.name == PHOTO_MODEL and selected.ref.kind == "file":
+        return None
+    return next((e for e in available_models() if e.ref.kind == "file" and e.name == PHOTO_MODEL), None)
 
 
 def drawing_bytes(result: Any) -> bytes:

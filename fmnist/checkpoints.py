@@ -53,6 +53,7 @@ SHIPPED: dict[str, str] = {
     "cnn3bn": "train --preset cnn3bn",  # "99.4%" (MNIST digits, see docs/RESULTS.md)
     "quick": "train --preset quick",  # the classroom demo
     "best": "train --preset best",  # ResNet-9-style, flip TTA
+    "photo": "train --preset photo",  # Predict's model for photos: best's network, photo-like training images
     "cnn2-k5": """train --preset cnn2 --model-kwargs '{"kernel_size": 5}'""",  # ensemble member
     "cnn2-k7": """train --preset cnn2 --model-kwargs '{"kernel_size": 7}'""",  # ensemble member
     "ensemble": "ensemble checkpoints/cnn2.safetensors checkpoints/cnn2-k5.safetensors "

@@ -181,6 +181,34 @@ def test_predict_camera_photo_finds_the_garment_and_refuses_an_empty_table(at, d
     assert not at.exception and any("no garment found" in e.value for e in at.error)
 
 
+def test_a_photo_is_answered_by_the_photo_model_and_the_page_says_so(ckpt_dir, ds):
+    """With checkpoints/photo.safetensors present, a photo goes to it (the toggle gives it back to the
+    selected model); an image that is not a photo stays with the selected model."""
+    import shutil
+
+    import numpy as np
+    from photos import render
+
+    shutil.copy(ckpt_dir / "quick.safetensors", ckpt_dir / "photo.safetensors")  # stands in for the photo model
+    at = app()
+    goto(at, PREDICT)
+    at.radio(key="pr_source").set_value("Upload an image").run()
+    photo = render(ds.test_images[2].numpy(), "dark", np.random.default_rng(0))  # trousers on dark cloth
+    at.file_uploader(key="pr_upload").upload("photo.jpg", photo, "image/jpeg").run()
+    assert not at.exception
+    said = [i.value for i in at.info if "Answered by" in i.value]
+    assert said and said[0].startswith("Answered by **photo") and "not quick" in said[0]
+    assert any("Top-5 probabilities: photo" in m.value for m in at.markdown)
+    at.toggle(key="pr_photo_model").set_value(False).run()
+    assert not [i for i in at.info if "Answered by" in i.value]
+    assert any("Top-5 probabilities: quick" in m.value for m in at.markdown)
+    buf = io.BytesIO()
+    Image.fromarray(ds.test_images[2].numpy()).resize((112, 112)).save(buf, "PNG")  # dataset-style: not a photo
+    at.file_uploader(key="pr_upload").upload("trouser.png", buf.getvalue(), "image/png").run()
+    assert not at.exception and all(t.key != "pr_photo_model" for t in at.toggle)
+    assert any("Top-5 probabilities: quick" in m.value for m in at.markdown)
+
+
 def _blank_png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "white").save(buf, "PNG")

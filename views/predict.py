@@ -8,12 +8,12 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from app_support.inference import all_votes, drawing_bytes, preprocessed, probs, show_explanations
+from app_support.inference import all_votes, drawing_bytes, photo_model, preprocessed, probs, show_explanations
 from app_support.layers import show_layers
 from app_support.links import apply_predict_link, say_ignored
 from app_support.plots import pixel_img, prob_bars_html, step_tiles
-from app_support.state import ModelEntry, dataset, require_model
-from fmnist.checkpoints import Checkpoint
+from app_support.state import ModelEntry, dataset, get_checkpoint, require_model
+from fmnist.checkpoints import Checkpoint, CheckpointError
 from fmnist.data import CLASSES, N_TEST
 from fmnist.preprocess import CANVAS_MAX_PIXELS, EXTENSIONS, FORMAT_NAMES, BlankImageError, ImageError, Preprocessed
 
@@ -96,6 +96,32 @@ def draw(entry: ModelEntry, ckpt: Checkpoint) -> None:
     show_answer(entry, ckpt, pre.image, None, pre)
 
 
+def answer_photo(entry: ModelEntry, ckpt: Checkpoint, pre: Preprocessed) -> None:
+    """A photo is answered by the photo model when there is one (a toggle gives it back to the selected
+    model); a drawing or a dataset-style image, by the selected model. The page says which, and why."""
+    photo = photo_model(entry) if pre.inverted else None
+    if photo is not None and st.toggle(
+        f"Answer photos with the photo model ({photo.label})",
+        value=True,
+        key="pr_photo_model",
+        help="Trained on images made to look like what a phone photo leaves after the garment is cut out",
+    ):
+        try:
+            photo_ckpt = get_checkpoint(photo.ref)
+        except (CheckpointError, OSError) as e:
+            st.warning(f"The photo model cannot be loaded ({e}); {entry.label} answers instead.")
+        else:
+            st.info(
+                f"Answered by **{photo.label}**, not {entry.label}: a garment cut out of a photo is not a "
+                "catalogue image (its fill is uneven, its edges soft, a light fabric comes out faint), and this "
+                "model was trained on images made to look like that. Switch the toggle off to ask "
+                f"{entry.label}."
+            )
+            show_answer(photo, photo_ckpt, pre.image, None, pre)
+            return
+    show_answer(entry, ckpt, pre.image, None, pre)
+
+
 st.title("Predict")
 entry, ckpt = require_model()
 say_ignored(apply_predict_link(N_TEST))  # drawing, uploads and the camera need no dataset
@@ -118,7 +144,7 @@ elif source in ("Upload an image", "Camera"):
         except ImageError as e:
             st.error(f"**{up.name}** cannot be used: {e}.")
         else:
-            show_answer(entry, ckpt, pre.image, None, pre)
+            answer_photo(entry, ckpt, pre)
 else:
     ds = dataset()  # a test sample does: without it, one line and a link to Home
     c1, c2 = st.columns([3, 1])
