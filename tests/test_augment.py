@@ -186,6 +186,12 @@ def test_photo_like_keeps_the_silhouette_and_stretches_to_one():
     before = x[:, 0, 8:20, 10:18]
     flat = (inside.amax((1, 2)) - inside.amin((1, 2))) < (before.amax((1, 2)) - before.amin((1, 2)))
     assert flat.float().mean() > 0.5  # detail is compressed under a raised floor in most
+    full = photo_like(torch.full((N, 1, 28, 28), 0.5), 1.0, _gen())  # a garment filling the frame
+    spread = full.amin((1, 2, 3)) / full.amax((1, 2, 3))
+    assert float(spread.min()) > 0.4  # the light across it varies by +-20% per axis: 0.6 / 1.4 at the worst
+    assert float(spread.min()) < 0.8  # ... and it does vary
+    kept = (inside.amax((1, 2)) - inside.amin((1, 2))) / (before.amax((1, 2)) - before.amin((1, 2)))
+    assert float(kept.min()) < 0.3 and float(kept.max()) > 0.7  # from nearly flat to most of the detail
 
 
 def test_photo_like_at_p_0_is_the_identity_and_about_p_of_a_batch_changes():

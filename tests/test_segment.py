@@ -249,12 +249,30 @@ def test_a_light_garment_on_dark_cloth_is_negated_from_its_own_brightest_part():
     photo = np.full((300, 400, 3), 0.1, np.float32)
     photo[100:200, 150:250] = 0.8
     photo[140:160, 150:250] = 0.6  # a darker stripe across the garment
+    photo[200:202, 150:250] = 0.05  # a shadow under it, darker than the cloth
     seg = segment(photo)
     assert seg.ink[120, 200] == pytest.approx(1 - LIGHT_FABRIC, abs=1e-4)
     assert seg.ink[150, 200] == pytest.approx(1 - 0.6 / 0.8 * LIGHT_FABRIC, abs=1e-4)
+    assert float(seg.ink.max()) == pytest.approx(1 - 0.6 / 0.8 * LIGHT_FABRIC, abs=1e-4)  # the stripe: the most
+    assert float(seg.ink.min()) == 0.0  # the shadow is no negative ink
     assert float(seg.ink[:95].max()) == 0.0 and float(seg.ink[:, :145].max()) == 0.0
-    assert float(seg.ink[seg.mask & (photo[..., 0] == 0.1)].max()) == 0.0  # mask pixels of cloth carry no ink
-    assert any(n.startswith("Photo on dark cloth") and f"{LIGHT_FABRIC:.0%} of white" in n for n in seg.notes)
+    assert float(seg.ink[seg.mask & (photo[..., 0] <= 0.1)].max()) == 0.0  # mask pixels of cloth carry no ink
+    assert seg.notes[0].startswith("Photo on dark cloth") and f"({LIGHT_FABRIC:.0%} of white)" in seg.notes[0]
+    assert seg.notes[0].endswith("darker details become the ink, as the dataset's negation made them.")
+
+
+def test_a_soft_edge_on_dark_cloth_is_weighed_between_cloth_and_garment():
+    """The outline's pixels that are part cloth, part garment get ink in proportion, not the full
+    negation (a bright ring) and not none (a hole)."""
+    from fmnist.segment import LIGHT_FABRIC
+
+    photo = np.full((300, 400, 3), 0.1, np.float32)
+    photo[100:200, 150:250] = 0.8
+    photo[100:200, 249] = 0.45  # the right edge: half garment, half cloth
+    seg = segment(photo)
+    white = 8.0 / LIGHT_FABRIC  # the garment's ratio to the cloth, over the light fabric's share
+    part = (4.5 - 1) / (8 - 1)
+    assert seg.ink[150, 249] == pytest.approx(part * (1 - 4.5 / white), abs=1e-3)
 
 
 @pytest.mark.parametrize("level", ["dark", "portrait"])
