@@ -314,5 +314,6 @@ def _photo(img: Image.Image, gray: np.ndarray, notes: list[str]) -> tuple[np.nda
     notes.extend(seg.notes)
     steps = [("1. Photo", _u8(rgb)), ("2. Garment found (outlined)", overlay(rgb, seg.mask))]
     crop = _trim(seg.ink, seg.mask)
-    steps.append((f"3. On white, negated, trimmed ({crop.shape[1]}x{crop.shape[0]})", _u8(crop)))
+    how = "Negated from its brightest part" if seg.dark else "On white, negated"
+    steps.append((f"3. {how}, trimmed ({crop.shape[1]}x{crop.shape[0]})", _u8(crop)))
     return crop, steps

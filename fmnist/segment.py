@@ -38,6 +38,7 @@ class Segmentation:
     background: np.ndarray  # (H, W, 3) float 0-1: the fitted table
     threshold: float
     notes: list[str]
+    dark: bool = False  # the garment was lighter than its background (dark cloth)
 
 
 def border_band(h: int, w: int, band: float = 0.02) -> np.ndarray:
@@ -117,7 +118,7 @@ def segment(rgb: np.ndarray) -> Segmentation:
         core = ndimage.binary_erosion(mask, iterations=max(1, round(min(h, w) / 250)))
         part = np.clip((ratio - 1.0) / (lit - 1.0), 0, 1)
         ink = np.where(core, negated, np.where(soft, part * negated, 0.0))
-    return Segmentation(mask, ink.astype(np.float32), bg.astype(np.float32), t, notes)
+    return Segmentation(mask, ink.astype(np.float32), bg.astype(np.float32), t, notes, lit > 1.0)
 
 
 def one_object(raw: np.ndarray) -> np.ndarray:

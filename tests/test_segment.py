@@ -259,6 +259,7 @@ def test_a_light_garment_on_dark_cloth_is_negated_from_its_own_brightest_part():
     assert float(seg.ink[seg.mask & (photo[..., 0] <= 0.1)].max()) == 0.0  # mask pixels of cloth carry no ink
     assert seg.notes[0].startswith("Photo on dark cloth") and f"({LIGHT_FABRIC:.0%} of white)" in seg.notes[0]
     assert seg.notes[0].endswith("darker details become the ink, as the dataset's negation made them.")
+    assert seg.dark and not segment(1.0 - photo).dark  # a dark garment on a light table is the usual case
 
 
 def test_a_soft_edge_on_dark_cloth_is_weighed_between_cloth_and_garment():
@@ -283,6 +284,8 @@ def test_the_new_photo_levels_come_back_close_to_their_dataset_images(ds, level)
         out = preprocess(render(orig, level, rng))
         assert out.inverted and _corr(out.image, orig) > (0.5 if level == "dark" else 0.6), (level, i)
         assert any(("dark cloth" if level == "dark" else "light background") in n for n in out.notes)
+        how = "Negated from its brightest part" if level == "dark" else "On white, negated"
+        assert out.steps[2][0].startswith(f"3. {how}, trimmed")
 
 
 def test_a_portrait_photo_is_stored_on_its_side_and_read_upright(ds):
