@@ -101,11 +101,16 @@ def test_train_diverged_offers_no_model(at):
 
 
 def test_stop_button(at):
+    import time
+
     goto(at, TRAIN)
     at.number_input(key="tr_student_epochs").set_value(20)
     at.button(key="tr_start").click().run()
-    at.button(key="tr_stop").click().run()
     run = at.session_state[keys.RUN]
+    t0 = time.monotonic()  # stop it while it trains: on a busy server it may still be queued (then it is removed)
+    while not run.snapshot().batches and time.monotonic() - t0 < 60:
+        time.sleep(0.05)
+    at.button(key="tr_stop").click().run()
     assert run.wait(30)
     at.run()
     assert run.result.status == "stopped" and "Stopped" in text(at)
