@@ -185,3 +185,24 @@ def test_preact20s_recipe_is_the_sources():
     a = cfg.augment
     assert (a.flip, a.crop, a.erase, a.erase_size, a.erase_value, a.shift) == (True, 4, 1.0, 16, 0.286, 0.0)
     assert get_spec("preact20").reported == 95.51
+
+
+def test_cnn3bn_puts_batchnorm_after_the_relu_as_report_001_with_keras_constants():
+    """Report 001: Conv2D(..., activation="relu") then BatchNormalization, and Dense 128 ReLU then BN:
+    the preset builds that order (with the conv's and dense's biases and Keras's BN epsilon/momentum);
+    without `keras_order`, the first checkpoints' conv-BN-ReLU still loads."""
+    assert get_spec("cnn3bn").recipe["model_kwargs"] == {"keras_order": True}
+    kinds = [type(m).__name__ for m in create_model("cnn3bn", keras_order=True).modules() if not list(m.children())]
+    assert kinds[:6] == ["Conv2d", "ReLU", "BatchNorm2d", "MaxPool2d", "Dropout", "Conv2d"]
+    assert kinds[-6:] == ["Flatten", "Linear", "ReLU", "BatchNorm1d", "Dropout", "Linear"]
+    assert kinds.count("ReLU") == 4 and kinds.index("ReLU") < kinds.index("BatchNorm2d")
+    model = create_model("cnn3bn", keras_order=True)
+    bns = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    assert len(bns) == 4 and all(b.eps == 1e-3 and b.momentum == 0.01 for b in bns)
+    convs = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(convs) == 5 and all(c.bias is not None for c in convs)
+    assert param_count("cnn3bn") == 666_570  # the old order: no conv/dense bias
+    # Keras's summary counts BN's moving mean and variance too: 668,298 = trainable 667,146 + 2 x 576
+    assert param_count("cnn3bn", keras_order=True) + 2 * 576 == 668_298
+    old = [type(m).__name__ for m in create_model("cnn3bn").modules() if not list(m.children())]
+    assert old[:3] == ["Conv2d", "BatchNorm2d", "ReLU"]
