@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
 
 from .data import IMAGE_SIZE
-from .segment import NoGarmentError, one_object, overlay, segment
+from .segment import NoGarmentError, one_object, overlay, segment, upright_angle
 
 MAX_FILE_BYTES = 20 * 2**20  # 20 MB
 MAX_PIXELS = 40_000_000  # larger images are refused (decompression-bomb guard)
@@ -210,7 +211,8 @@ def preprocess(
     """Turn a drawing, photo or file into a dataset-like 28x28 image, keeping every step.
 
     Steps: first frame only, turned upright from its EXIF orientation, shrunk to WORK_SIDE ->
-    grayscale -> invert if the background is light -> stretch contrast -> trim to the
+    grayscale -> a product shot on white is inverted; a photo on a light table or on dark cloth is
+    segmented and the garment negated (fmnist.segment) -> stretch contrast -> trim to the
     object's bounding box -> resize the longest side to 28 (keeping the aspect ratio) -> centre
     on a 28x28 black canvas. Normalisation happens in the model's input path (fmnist.runtime.to_input).
 
@@ -243,7 +245,7 @@ def _preprocess(source: Image.Image | np.ndarray | bytes | str | os.PathLike, ma
     grain = float(np.median(np.abs(border - level)))  # a photo's cloth has grain; a digital canvas has none
     inverted = level > 0.5 or (level > DARK_CLOTH and grain >= CLOTH_GRAIN)  # a photo: negated, as the dataset
     if level > 0.5 and float(np.percentile(border, 5)) > 0.97:  # a clean product shot on white, as the dataset's
-        crop, steps = _on_dark_background(1.0 - gray, "2. Inverted")  # sources: invert, trim what is not white
+        crop, steps = _on_dark_background(1.0 - gray, product=True)  # sources: invert, trim what is not white
         notes.append("White background: inverted, since the dataset has light objects on black.")
     elif inverted:  # a photo (or a sketch) on a light table or on dark cloth: find the garment, negate it
         crop, steps = _photo(img, gray, notes)
@@ -270,18 +272,20 @@ def _trim(ink: np.ndarray, where: np.ndarray) -> np.ndarray:
     return crop / max(float(crop.max()), 1e-6)
 
 
-def _on_dark_background(
-    gray: np.ndarray, step2: str = "2. Dark background kept"
-) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
-    """Light object on dark: subtract the border's level, trim to what is left."""
-    steps = [("1. Grayscale", _u8(1.0 - gray if step2 == "2. Inverted" else gray)), (step2, _u8(gray))]
+def _on_dark_background(gray: np.ndarray, product: bool = False) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+    """Light object on dark: subtract the border's level, trim to what is left.
+
+    `product`: `gray` is a product shot on white, already inverted; it must show one garment.
+    """
+    step2 = "2. Inverted" if product else "2. Dark background kept"
+    steps = [("1. Grayscale", _u8(1.0 - gray if product else gray)), (step2, _u8(gray))]
     bg = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
     ink = np.clip(gray - bg, 0, None)
     peak = float(ink.max())
     if peak < 0.05:
         raise BlankImageError("the image is blank: there is no object to classify")
     where = ink > INK_THRESHOLD * peak
-    if step2 == "2. Inverted":  # a product shot shows one garment: two apart are refused, as in a photo
+    if product:  # a product shot shows one garment: two apart are refused, as in a photo
         k = max(1, -(-max(where.shape) // SEGMENT_SIDE))
         try:
             one_object(where[::k, ::k])
@@ -313,7 +317,18 @@ def _photo(img: Image.Image, gray: np.ndarray, notes: list[str]) -> tuple[np.nda
     notes.append("Photo: the garment was found and inverted, as the dataset's product shots were.")
     notes.extend(seg.notes)
     steps = [("1. Photo", _u8(rgb)), ("2. Garment found (outlined)", overlay(rgb, seg.mask))]
-    crop = _trim(seg.ink, seg.mask)
+    ink, mask = seg.ink, seg.mask
+    angle = upright_angle(mask)
+    if angle:  # taken at a slant: stand it up, as the dataset's garments stand
+        ink = ndimage.rotate(ink, angle, reshape=True, order=1, prefilter=False)
+        mask = ndimage.rotate(mask.astype(np.float32), angle, reshape=True, order=1, prefilter=False) > 0.5
+        way = "clockwise" if angle < 0 else "anticlockwise"
+        notes.append(
+            f"The garment lay at a slant: it was turned {abs(angle):g} degrees {way}, the turn that fits it in "
+            "the smallest upright box, as the dataset's garments stand straight."
+        )
+    crop = _trim(ink, mask)
     how = "Negated from its brightest part" if seg.dark else "On white, negated"
-    steps.append((f"3. {how}, trimmed ({crop.shape[1]}x{crop.shape[0]})", _u8(crop)))
+    turned = f", turned {angle:+g}°" if angle else ""
+    steps.append((f"3. {how}{turned}, trimmed ({crop.shape[1]}x{crop.shape[0]})", _u8(crop)))
     return crop, steps

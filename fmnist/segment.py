@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
 from skimage.filters import threshold_otsu
 from skimage.morphology import disk
 
@@ -22,9 +23,16 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 MIN_AREA = 0.01  # the garment covers at least 1% of the photo
 SECOND = 0.3  # another region this size of the largest (and >= MIN_AREA) means two objects
 MAX_AREA = 0.85  # a "garment" covering more than this is the background, or a close-up
+TABLE_MARGIN = 1.5  # the garment differs from the table by this much more than the border's own 99th percentile
+HUE_FLOOR = 0.02  # and by this much hue at least (a plain table's own hue varies by about 0.01)
+HUE_MIN_LEVEL = 0.4  # hue counts only on a table lighter than this (grey level of the fitted surface)
 # On dark cloth there is no white to divide by: the garment's brightest part is taken to reflect this
 # much of white (a light fabric), so that its darker details become ink as the dataset's negation makes them.
 LIGHT_FABRIC = 0.85
+# A garment photographed at a slant is turned upright: the dataset's garments stand straight in their box.
+MAX_TILT = 25.0  # degrees either way; a photo more askew than this is taken as meant
+TILT_GAIN = 0.03  # turned only if that shrinks the garment's upright box by at least 3% (a slack
+# bound: a near-upright garment is left alone)
 
 
 class NoGarmentError(ValueError):
@@ -76,16 +84,32 @@ def segment(rgb: np.ndarray) -> Segmentation:
     """
     h, w, _ = rgb.shape
     bg, sigma = fit_background(rgb)
-    dist = ndimage.gaussian_filter(np.linalg.norm(rgb - bg, axis=-1), sigma=max(1.0, min(h, w) / 300))
-    floor = 4 * sigma + 0.04  # the table's own grain and stripes never count as garment
-    if float(dist.max()) <= floor:
+    smooth = max(1.0, min(h, w) / 300)
+    dist = ndimage.gaussian_filter(np.linalg.norm(rgb - bg, axis=-1), sigma=smooth)
+    # The table's own grain and stripes never count as garment: the floor is what the table itself
+    # reaches on the border, TABLE_MARGIN over its 99th percentile, capped by 4 sigma of grain (a striped
+    # table's sigma is half its stripes' depth: 4 sigma alone would hide a light garment).
+    edge = border_band(h, w)
+    floor = min(4 * sigma, TABLE_MARGIN * float(np.quantile(dist[edge], 0.99))) + 0.04
+    t = max(float(threshold_otsu(dist)), floor)
+    stands_out = dist > t if float(dist.max()) > floor else None
+    if float(np.median(bg @ LUMA)) > HUE_MIN_LEVEL:  # on a light table, hue alone counts as well
+        # (colour divided by brightness): a wood table's stripes and the light's fall-off change
+        # brightness, not hue, so a light garment as bright as the stripes still shows by its colour.
+        # On dark cloth a dim pixel's hue is noise, and a light garment stands out by brightness.
+        hue = rgb / np.maximum(rgb @ LUMA, 1e-3)[..., None] - bg / np.maximum(bg @ LUMA, 1e-3)[..., None]
+        hue_dist = ndimage.gaussian_filter(np.linalg.norm(hue, axis=-1), sigma=smooth)
+        hue_floor = TABLE_MARGIN * float(np.quantile(hue_dist[edge], 0.99)) + HUE_FLOOR
+        if float(hue_dist.max()) > hue_floor:
+            by_hue = hue_dist > max(float(threshold_otsu(hue_dist)), hue_floor)
+            stands_out = by_hue if stands_out is None else stands_out | by_hue
+    if stands_out is None:
         raise NoGarmentError(
             "no garment found: nothing in the photo stands out from the background. Lay one garment flat on "
             "a plain table or bed and take it from far enough that there is table all around the garment"
         )
-    t = max(float(threshold_otsu(dist)), floor)
-    raw = ndimage.binary_opening(dist > t, disk(max(1, round(min(h, w) / 200))))  # specks of grain go
-    if raw[border_band(h, w)].mean() > 0.15:
+    raw = ndimage.binary_opening(stands_out, disk(max(1, round(min(h, w) / 200))))  # specks of grain go
+    if raw[edge].mean() > 0.15:
         raise NoGarmentError(
             "the garment runs past the edges of the photo (or something else does), so the background "
             "cannot be seen around it. Step back so there is table all around the garment"
@@ -99,7 +123,10 @@ def segment(rgb: np.ndarray) -> Segmentation:
     ratio = (rgb @ LUMA) / np.maximum(bg @ LUMA, 1e-3)  # 1 on the table, under 1 where darker
     soft = ndimage.binary_dilation(mask, iterations=max(1, round(min(h, w) / 250)))  # keep the faint edge
     lit = float(np.median(ratio[mask]))
-    found = f"and the garment is what differs from it (Otsu threshold {t:.2f}, largest region, holes filled)."
+    found = (
+        f"and the garment is what differs from it in colour (Otsu threshold {t:.2f}) or, on a light table, "
+        "in hue alone (largest region, holes filled)."
+    )
     if lit <= 1.0:  # a garment darker than its table: the table is the white of a product shot
         table = "the table was modelled as a smooth surface fitted to the border"
         notes = [f"Photo on a light background: {table}, {found}"]
@@ -119,6 +146,32 @@ def segment(rgb: np.ndarray) -> Segmentation:
         part = np.clip((ratio - 1.0) / (lit - 1.0), 0, 1)
         ink = np.where(core, negated, np.where(soft, part * negated, 0.0))
     return Segmentation(mask, ink.astype(np.float32), bg.astype(np.float32), t, notes, lit > 1.0)
+
+
+def upright_angle(mask: np.ndarray, max_tilt: float = MAX_TILT, step: float = 0.5) -> float:
+    """Degrees (counter-clockwise, as PIL's `rotate`) that turn the garment in `mask` upright: the turn
+    within +-max_tilt whose axis-aligned box around the garment is smallest, or 0 when that box is not
+    TILT_GAIN smaller than the box as photographed, or when the smallest is at the limit (the garment
+    lies askew past it, or has no straight side to stand on). Fashion-MNIST's garments stand straight, so
+    their box is tight: a T-shirt, trousers, a shoe's sole, a bag's sides line up with it."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 3:
+        return 0.0
+    pts = np.stack([xs - xs.mean(), ys.mean() - ys], 1)  # x right, y up
+    try:
+        pts = pts[ConvexHull(pts).vertices]  # the box of the hull is the box of the garment
+    except QhullError:  # all in a line
+        return 0.0
+    angles = np.arange(-max_tilt, max_tilt + step / 2, step)
+    rad = np.deg2rad(angles)[:, None]
+    x = pts[:, 0] * np.cos(rad) - pts[:, 1] * np.sin(rad)  # each point turned counter-clockwise by each angle
+    y = pts[:, 0] * np.sin(rad) + pts[:, 1] * np.cos(rad)
+    area = np.ptp(x, 1) * np.ptp(y, 1)
+    best = int(np.argmin(area))
+    if best in (0, len(angles) - 1):  # still shrinking at the limit: askew past it, or no upright side
+        return 0.0
+    as_taken = area[int(np.argmin(np.abs(angles)))]
+    return float(angles[best]) if area[best] < (1 - TILT_GAIN) * as_taken else 0.0
 
 
 def one_object(raw: np.ndarray) -> np.ndarray:
