@@ -27,7 +27,7 @@ def test_a_photo_comes_back_close_to_its_dataset_image(ds, level):
 def test_the_mask_is_shown_among_the_steps(ds):
     out = preprocess(render(ds.test_images[2].numpy(), "phone", np.random.default_rng(0)))
     captions = [c for c, _ in out.steps]
-    assert captions[1].startswith("2. Garment found") and out.steps[1][1].ndim == 3  # an RGB overlay
+    assert captions[0] == "1. Photo" and captions[1].startswith("2. Garment found") and out.steps[1][1].ndim == 3
     assert captions[-1].startswith("5. Centred") and len(captions) == 5
     assert any("smooth surface fitted to the border" in n for n in out.notes)
 
@@ -335,6 +335,7 @@ def test_a_turn_past_the_limit_is_not_undone_and_a_round_garment_is_left_alone()
     mask = np.zeros((300, 300), bool)
     mask[60:240, 110:190] = True
     assert upright_angle(_slanted(mask, 40)) == 0.0  # beyond MAX_TILT: taken as meant, not turned part way
+    assert upright_angle(_slanted(mask, -40)) == 0.0  # either way
     assert upright_angle(_slanted(mask, 40), max_tilt=45) == pytest.approx(-40, abs=1)
     assert upright_angle(_slanted(mask, -24)) == pytest.approx(24, abs=1)  # just inside the limit
     yy, xx = np.mgrid[:300, :300]
@@ -359,7 +360,8 @@ def test_a_slanted_photo_is_turned_upright_and_the_page_says_how(ds):
     photo = Image.fromarray(bg).rotate(15, Image.Resampling.BICUBIC, fillcolor=(204, 191, 178))
     noisy = np.clip(np.asarray(photo, np.float32) + rng.normal(0, 3, (600, 800, 1)), 0, 255).astype(np.uint8)
     out = preprocess(noisy)
-    assert any("turned 15 degrees clockwise" in n for n in out.notes), out.notes
+    said = "turned 15 degrees clockwise, the turn that fits it in the smallest upright box, as the dataset's"
+    assert any(n.endswith(f"{said} garments stand straight.") for n in out.notes), out.notes
     assert "turned -15°" in out.steps[2][0]
     assert _corr(out.image, orig) > 0.8
     straight = preprocess(np.asarray(Image.fromarray(bg)))
@@ -390,8 +392,12 @@ def test_a_light_garment_on_a_striped_table_is_found_by_its_hue():
     assert (seg.mask & truth).sum() / (seg.mask | truth).sum() > 0.9
     assert any("in hue alone" in n for n in seg.notes)
     grey, _ = _striped_table((0.80, 0.78, 0.74))  # the table's own colour: only the stripes differ
-    with pytest.raises(NoGarmentError, match="no garment found"):
+    with pytest.raises(NoGarmentError) as e:
         segment(grey)
+    assert str(e.value) == (
+        "no garment found: nothing in the photo stands out from the background. Lay one garment flat on "
+        "a plain table or bed and take it from far enough that there is table all around the garment"
+    )
 
 
 def test_hue_does_not_count_on_dark_cloth():
@@ -403,3 +409,11 @@ def test_hue_does_not_count_on_dark_cloth():
         segment(photo)
     photo[60:180, 110:210] += 0.3  # brighter: found by brightness, as before
     assert segment(photo).mask[120, 160]
+
+
+def test_a_blank_photo_is_refused_in_plain_words():
+    with pytest.raises(BlankImageError, match=r"^the image is blank: there is no object to classify$"):
+        preprocess(
+            np.full((300, 400, 3), 200, np.uint8)
+            + np.random.default_rng(0).integers(0, 3, (300, 400, 1)).astype(np.uint8)
+        )
