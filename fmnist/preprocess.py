@@ -319,16 +319,16 @@ def _photo(img: Image.Image, gray: np.ndarray, notes: list[str]) -> tuple[np.nda
     steps = [("1. Photo", _u8(rgb)), ("2. Garment found (outlined)", overlay(rgb, seg.mask))]
     ink, mask = seg.ink, seg.mask
     angle = upright_angle(mask)
+    way = "clockwise" if angle < 0 else "anticlockwise"
     if angle:  # taken at a slant: stand it up, as the dataset's garments stand
         ink = ndimage.rotate(ink, angle, reshape=True, order=1, prefilter=False)
         mask = ndimage.rotate(mask.astype(np.float32), angle, reshape=True, order=1, prefilter=False) > 0.5
-        way = "clockwise" if angle < 0 else "anticlockwise"
         notes.append(
             f"The garment lay at a slant: it was turned {abs(angle):g} degrees {way}, the turn that fits it in "
             "the smallest upright box, as the dataset's garments stand straight."
         )
     crop = _trim(ink, mask)
     how = "Negated from its brightest part" if seg.dark else "On white, negated"
-    turned = f", turned {angle:+g}°" if angle else ""
+    turned = f", turned {abs(angle):g}° {way}" if angle else ""
     steps.append((f"3. {how}{turned}, trimmed ({crop.shape[1]}x{crop.shape[0]})", _u8(crop)))
     return crop, steps

@@ -362,7 +362,7 @@ def test_a_slanted_photo_is_turned_upright_and_the_page_says_how(ds):
     out = preprocess(noisy)
     said = "turned 15 degrees clockwise, the turn that fits it in the smallest upright box, as the dataset's"
     assert any(n.endswith(f"{said} garments stand straight.") for n in out.notes), out.notes
-    assert "turned -15°" in out.steps[2][0]
+    assert "turned 15° clockwise, trimmed" in out.steps[2][0]
     assert _corr(out.image, orig) > 0.8
     straight = preprocess(np.asarray(Image.fromarray(bg)))
     assert not any("slant" in n for n in straight.notes) and "turned" not in straight.steps[2][0]
