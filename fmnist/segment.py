@@ -85,6 +85,7 @@ def segment(rgb: np.ndarray) -> Segmentation:
     h, w, _ = rgb.shape
     bg, sigma = fit_background(rgb)
     smooth = max(1.0, min(h, w) / 300)
+    luma, table_luma = rgb @ LUMA, np.maximum(bg @ LUMA, 1e-3)  # the photo's and the fitted table's grey
     dist = ndimage.gaussian_filter(np.linalg.norm(rgb - bg, axis=-1), sigma=smooth)
     # The table's own grain and stripes never count as garment: the floor is what the table itself
     # reaches on the border, TABLE_MARGIN over its 99th percentile, capped by 4 sigma of grain (a striped
@@ -93,11 +94,11 @@ def segment(rgb: np.ndarray) -> Segmentation:
     floor = min(4 * sigma, TABLE_MARGIN * float(np.quantile(dist[edge], 0.99))) + 0.04
     t = max(float(threshold_otsu(dist)), floor)
     stands_out = dist > t if float(dist.max()) > floor else None
-    if float(np.median(bg @ LUMA)) > HUE_MIN_LEVEL:  # on a light table, hue alone counts as well
+    if float(np.median(table_luma)) > HUE_MIN_LEVEL:  # on a light table, hue alone counts as well
         # (colour divided by brightness): a wood table's stripes and the light's fall-off change
         # brightness, not hue, so a light garment as bright as the stripes still shows by its colour.
         # On dark cloth a dim pixel's hue is noise, and a light garment stands out by brightness.
-        hue = rgb / np.maximum(rgb @ LUMA, 1e-3)[..., None] - bg / np.maximum(bg @ LUMA, 1e-3)[..., None]
+        hue = rgb / np.maximum(luma, 1e-3)[..., None] - bg / table_luma[..., None]
         hue_dist = ndimage.gaussian_filter(np.linalg.norm(hue, axis=-1), sigma=smooth)
         hue_floor = TABLE_MARGIN * float(np.quantile(hue_dist[edge], 0.99)) + HUE_FLOOR
         if float(hue_dist.max()) > hue_floor:
@@ -120,7 +121,7 @@ def segment(rgb: np.ndarray) -> Segmentation:
             "the object fills the whole photo, so there is no background to separate it from. "
             "Step back so the garment lies on the table with a margin around it"
         )
-    ratio = (rgb @ LUMA) / np.maximum(bg @ LUMA, 1e-3)  # 1 on the table, under 1 where darker
+    ratio = luma / table_luma  # 1 on the table, under 1 where darker
     soft = ndimage.binary_dilation(mask, iterations=max(1, round(min(h, w) / 250)))  # keep the faint edge
     lit = float(np.median(ratio[mask]))
     found = (
