@@ -1,0 +1,90 @@
+"""scripts/ensemble_table.py: members chosen on validation images only, and its rows equal the CLI's ensemble."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from ensemble_table import Member, accuracy, forward_selection, markdown, run, split_of, vote
+
+from fmnist.checkpoints import load_checkpoint
+
+ROOT_CKPT = "checkpoints"
+
+
+def member(name: str, val: list[list[float]], test: list[list[float]] | None = None) -> Member:
+    v = torch.tensor(val)
+    return Member(name, v, torch.tensor(test) if test is not None else v.clone())
+
+
+# four validation images of classes 0, 1, 2, 3; each row a member's probabilities over 4 classes
+Y = torch.tensor([0, 1, 2, 3])
+
+
+def test_forward_selection_adds_what_helps_on_validation_and_stops_when_nothing_does():
+    a = member("a", [[0.9, 0.1, 0, 0], [0.1, 0.9, 0, 0], [0, 0.6, 0.4, 0], [0, 0, 0.6, 0.4]])  # 2 of 4
+    b = member("b", [[0.2, 0.8, 0, 0], [0.6, 0.4, 0, 0], [0, 0, 0.9, 0.1], [0, 0, 0.2, 0.8]])  # 2 of 4
+    c = member("c", [[0.0, 1.0, 0, 0], [1.0, 0.0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0]])  # 0 of 4: hurts
+    assert accuracy(a.val, Y) == accuracy(b.val, Y) == 0.5
+    assert accuracy(vote([a, b], "val"), Y) == 1.0
+    # a is first (ties keep the earlier one), b lifts the vote to 4 of 4, c would only lower it
+    assert [m.name for m in forward_selection([a, b, c], Y)] == ["a", "b"]
+    assert [m.name for m in forward_selection([b, a, c], Y)] == ["b", "a"]
+
+
+def test_forward_selection_needs_a_strict_gain_and_starts_from_the_best_single_model():
+    a = member("a", [[0.9, 0.1, 0, 0], [0.1, 0.9, 0, 0], [0, 0.6, 0.4, 0], [0, 0, 0.6, 0.4]])  # 2 of 4
+    best = member("best", [[0.9, 0.1, 0, 0], [0.1, 0.9, 0, 0], [0, 0, 0.9, 0.1], [0, 0.6, 0, 0.4]])  # 3 of 4
+    twin = member("twin", best.val.tolist())  # the same answers: no gain, so not added
+    assert [m.name for m in forward_selection([a, twin, best], Y)][0] == "twin"  # equal to best, earlier
+    assert [m.name for m in forward_selection([best, twin], Y)] == ["best"]
+    assert [m.name for m in forward_selection([best], Y)] == ["best"]
+
+
+def test_the_test_set_never_decides_membership():
+    # b is useless on validation but perfect on test: it must not be chosen
+    a = member("a", [[0.9, 0.1, 0, 0], [0.1, 0.9, 0, 0], [0, 0, 0.9, 0.1], [0, 0.6, 0, 0.4]], [[0.25] * 4] * 4)
+    b = member("b", [[0.25] * 4] * 4, [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+    assert [m.name for m in forward_selection([a, b], Y)] == ["a"]
+
+
+def test_split_of_names_only_checkpoints_that_held_images_out():
+    assert split_of({"arch": "cnn2", "config": {"seed": 3, "val_fraction": 0.1}}) == (3, 0.1)
+    assert split_of({"arch": "cnn2", "config": {"val_fraction": 0.2}}) == (0, 0.2)
+    assert split_of({"arch": "cnn2", "config": {"seed": 0, "val_fraction": 0.0}}) is None  # trained on all
+    assert split_of({"arch": "cnn2", "config": {"seed": 0, "val_fraction": 0.1, "subset": 5000}}) is None
+    assert split_of({"arch": "ensemble", "config": {"seed": 0, "val_fraction": 0.1}}) is None
+    assert split_of({"arch": "cnn2"}) is None
+
+
+def test_vote_is_the_mean_probability():
+    a, b = member("a", [[1.0, 0, 0, 0]]), member("b", [[0, 0.5, 0.5, 0]])
+    assert torch.allclose(vote([a, b], "val"), torch.tensor([[0.5, 0.25, 0.25, 0]]))
+
+
+def test_on_shipped_checkpoints_a_row_equals_the_ensemble_the_cli_builds(ds):
+    from fmnist.artifacts import make_ensemble
+    from fmnist.evaluate import evaluate_test
+
+    paths = [f"{ROOT_CKPT}/{n}.safetensors" for n in ("quick", "cnn2", "keras2", "mlp")]
+    res = run([Path(p) for p in paths], ds)
+    assert res["split"] == {"seed": 0, "val_fraction": 0.1, "images": 6000}
+    assert res["left_out"] == [
+        {"name": "keras2", "why": "another split"},
+        {"name": "mlp", "why": "no validation split"},
+    ]
+    singles = {r["name"]: r for r in res["singles"]}
+    quick = load_checkpoint(paths[0])
+    assert singles["quick"]["test"] == pytest.approx(evaluate_test(quick.model, data=ds).accuracy)
+    assert singles["quick"]["val"] == pytest.approx(quick.card["metrics"]["val"]["accuracy"], abs=1e-3)
+    # every row's test figure is what `python -m fmnist ensemble <its members> --vote soft` reports
+    chosen = res["steps"][-1]["members"]
+    rows = [(r["members"], r) for r in res["steps"]] + [([*chosen, r["with"]], r) for r in res["added"]]
+    rows += [([n for n in chosen if n != r["without"]], r) for r in res["without"]]
+    assert {n for names, _ in rows for n in names} == {"quick", "cnn2"}  # both candidates were weighed
+    for names, row in rows:
+        members = [load_checkpoint(f"{ROOT_CKPT}/{n}.safetensors") for n in names]
+        assert row["test"] == pytest.approx(make_ensemble(members, "soft", data=ds)[1].accuracy, abs=1e-4)
+    table = markdown(res)
+    assert "| candidate alone | validation | test |" in table and "Left out: keras2 (another split)" in table
+    assert ("| the chosen vote plus |" in table) == bool(res["added"])
+    assert ("| the chosen vote without |" in table) == bool(res["without"])
