@@ -92,12 +92,12 @@ def save_trained(
 
 
 def build_ensemble(members: list[Checkpoint], vote: str = "soft") -> nn.Module:
-    """An Ensemble whose members carry the weights of saved checkpoints."""
+    """An Ensemble whose members carry the weights of saved checkpoints, and each one's flip TTA."""
     if not members:
         raise CheckpointError("an ensemble needs at least one checkpoint")
     if any(m.card["arch"] == "ensemble" for m in members):
         raise CheckpointError("an ensemble cannot contain another ensemble")
-    specs = [{"arch": m.card["arch"], "kwargs": m.card.get("kwargs", {})} for m in members]
+    specs = [{"arch": m.card["arch"], "kwargs": m.card.get("kwargs", {}), "tta_flip": m.tta_flip} for m in members]
     model = create_model("ensemble", members=specs, vote=vote)
     for slot, m in zip(model.members, members):
         slot.load_state_dict(m.model.state_dict())

@@ -510,7 +510,9 @@ class Ensemble(nn.Module):
     """Combines member models by soft vote (mean probability) or majority vote.
 
     Returns log-probabilities, so its output works as logits everywhere. Under majority
-    vote the class with most votes wins and the mean probability breaks ties.
+    vote the class with most votes wins and the mean probability breaks ties. A member whose
+    spec says `"tta_flip": True` votes as its checkpoint answers alone: with the mean of its
+    logits for the image and its mirror image (`fmnist.runtime.predict_logits`'s flip).
     """
 
     def __init__(self, members: list[dict[str, Any]] | None = None, vote: str = "soft"):
@@ -524,15 +526,23 @@ class Ensemble(nn.Module):
         self.member_specs = members
         self.vote = vote
         self.members = nn.ModuleList(create_model(m["arch"], **m.get("kwargs", {})) for m in members)
+        self.flips = [bool(m.get("tta_flip", False)) for m in members]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([m(x).float().softmax(-1) for m in self.members])  # (M, B, 10)
+        probs = torch.stack([_member_probs(m, x, flip) for m, flip in zip(self.members, self.flips)])  # (M, B, 10)
         mean = probs.mean(0)
         if self.vote == "soft":
             return mean.clamp_min(1e-9).log()
         votes = nn.functional.one_hot(probs.argmax(-1), NUM_CLASSES).sum(0).float()  # (B, 10)
         score = votes + 0.5 * mean  # mean < 1 only breaks ties between equal vote counts
         return (score / score.sum(-1, keepdim=True)).log()
+
+
+def _member_probs(model: nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
+    logits = model(x).float()
+    if flip:
+        logits = (logits + model(x.flip(-1)).float()) / 2
+    return logits.softmax(-1)
 
 
 @register(

@@ -14,8 +14,8 @@ no subset: the split `fmnist.data.split_indices` gives them); the others are lis
    candidate it left out.
 
 Each row's test accuracy is printed beside it and used for nothing. Probabilities are computed the way
-`fmnist.models.Ensemble` computes them (fp32, no flip test-time augmentation), so the chosen row equals
-`python -m fmnist ensemble <members> --vote soft --out ...`.
+`fmnist.models.Ensemble` computes them (fp32, each member with its own flip test-time augmentation, as
+its checkpoint answers alone), so a row equals `python -m fmnist ensemble <its members> --vote soft --out ...`.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def run(paths: list[Path], data: FashionMNIST) -> dict:
         if splits[p] != split:
             left_out.append({"name": p.stem, "why": "no validation split" if splits[p] is None else "another split"})
             continue
-        probs = [predict_logits(ck.model, x).softmax(1) for x in (x_val, data.test_images)]
+        probs = [predict_logits(ck.model, x, tta_flip=ck.tta_flip).softmax(1) for x in (x_val, data.test_images)]
         cands.append(Member(p.stem, *probs))
     chosen = forward_selection(cands, y_val)
     singles = sorted(cands, key=lambda m: -accuracy(m.val, y_val))

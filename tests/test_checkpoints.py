@@ -177,10 +177,33 @@ def test_an_ensemble_keeps_each_members_architecture_options_and_its_vote():
     k5 = load_checkpoint(ROOT / "checkpoints" / "cnn2-k5.safetensors")
     assert k5.card["kwargs"] == {"kernel_size": 5}
     model = build_ensemble([k5, k5], "majority")  # kwargs lost: the k5 weights would not fit a default cnn2
-    assert model.vote == "majority" and model.member_specs[0] == {"arch": "cnn2", "kwargs": {"kernel_size": 5}}
+    assert model.vote == "majority"
+    assert model.member_specs[0] == {"arch": "cnn2", "kwargs": {"kernel_size": 5}, "tta_flip": False}
     assert build_ensemble([k5]).vote == "soft"
     with pytest.raises(CheckpointError, match="^an ensemble cannot contain another ensemble$"):
         build_ensemble([k5, Checkpoint(model, {"arch": "ensemble"})])
+
+
+def flipping(ck: Checkpoint) -> Checkpoint:
+    """The same weights, with a card that answers by flip TTA (as best's does)."""
+    return Checkpoint(ck.model, {**ck.card, "config": {**ck.card.get("config", {}), "tta_flip": True}})
+
+
+def test_an_ensemble_member_votes_with_its_own_flip_tta_as_it_answers_alone(ds):
+    from fmnist.artifacts import build_ensemble
+    from fmnist.runtime import predict_logits
+
+    quick = load_checkpoint(ROOT / "checkpoints" / "quick.safetensors")
+    assert not quick.tta_flip
+    ens = build_ensemble([flipping(quick), quick])
+    assert ens.flips == [True, False] and [m["tta_flip"] for m in ens.member_specs] == [True, False]
+    x = ds.test_images[:200]
+    alone = predict_logits(quick.model, x, tta_flip=True).softmax(1)
+    plain = predict_logits(quick.model, x).softmax(1)
+    assert (alone - plain).abs().max() > 1e-2  # the flip changes the answers, so the test can tell
+    assert torch.allclose(predict_logits(ens, x).exp(), (alone + plain) / 2, atol=1e-5)
+    # a spec saved before members carried their flip votes without it
+    assert create_model("ensemble", members=[{"arch": "cnn2"}]).flips == [False]
 
 
 def test_make_ensemble_measures_on_the_data_it_is_given(tiny_model, ds):

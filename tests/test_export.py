@@ -51,3 +51,23 @@ def test_an_out_path_ending_in_onnx_is_used_as_it_is(tmp_path):
     assert export_onnx(ck, tmp_path / "m.onnx") == tmp_path / "m.onnx"
     assert export_onnx(ck, tmp_path / "m") == tmp_path / "m.onnx"  # the suffix is added once
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_an_ensemble_with_a_flip_tta_member_exports_its_flip(ds, tmp_path, capsys):
+    from dataclasses import replace
+
+    from fmnist.artifacts import make_ensemble
+    from fmnist.checkpoints import Checkpoint, save_checkpoint
+
+    quick = load_checkpoint(ROOT / "checkpoints" / "quick.safetensors")
+    flipped = Checkpoint(quick.model, {**quick.card, "config": {**quick.card["config"], "tta_flip": True}})
+    small = replace(ds, test_images=ds.test_images[:50], test_labels=ds.test_labels[:50])
+    ens, _ = make_ensemble([flipped, quick], data=small)
+    path = save_checkpoint(ens.model, ens.card, tmp_path / "ens.safetensors")
+    assert main(["export", str(path), "--out", str(tmp_path / "ens"), "--json"]) == 0
+    sess = ort.InferenceSession(json.loads(capsys.readouterr().out)["onnx"], providers=["CPUExecutionProvider"])
+    x = ds.test_images[:100]
+    (logits,) = sess.run(None, {"pixels": (x.float() / 255).unsqueeze(1).numpy()})
+    ref = predict_logits(load_checkpoint(path).model, x).numpy()
+    plain = predict_logits(quick.model, x).log_softmax(1).numpy()
+    assert np.abs(logits - ref).max() < 1e-4 and np.abs(logits - plain).max() > 1e-3  # the flip is in the graph
