@@ -1,12 +1,15 @@
-"""scripts/ensemble_table.py: members chosen on validation images only, and its rows equal the CLI's ensemble."""
+"""scripts/ensemble_table.py: members chosen on validation images only, and its rows equal the CLI's ensemble.
+
+Imported as `scripts.ensemble_table` (not from scripts/ on sys.path), so that mutmut maps its mutants to these tests.
+"""
 
 from pathlib import Path
 
 import pytest
 import torch
-from ensemble_table import Member, accuracy, forward_selection, markdown, run, split_of, vote
 
 from fmnist.checkpoints import load_checkpoint
+from scripts.ensemble_table import Member, accuracy, forward_selection, markdown, run, split_of, vote
 
 ROOT_CKPT = "checkpoints"
 
@@ -68,6 +71,7 @@ def test_on_shipped_checkpoints_a_row_equals_the_ensemble_the_cli_builds(ds):
     paths = [f"{ROOT_CKPT}/{n}.safetensors" for n in ("quick", "cnn2", "keras2", "mlp")]
     res = run([Path(p) for p in paths], ds)
     assert res["split"] == {"seed": 0, "val_fraction": 0.1, "images": 6000}
+    assert res["machine"]["cores"] >= 1 and "cpu_flags" in res["machine"]  # every figure carries its machine
     assert res["left_out"] == [
         {"name": "keras2", "why": "another split"},
         {"name": "mlp", "why": "no validation split"},
