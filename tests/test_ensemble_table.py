@@ -64,12 +64,17 @@ def test_vote_is_the_mean_probability():
     assert torch.allclose(vote([a, b], "val"), torch.tensor([[0.5, 0.25, 0.25, 0]]))
 
 
-def test_on_shipped_checkpoints_a_row_equals_the_ensemble_the_cli_builds(ds):
+def test_on_shipped_checkpoints_a_row_equals_the_ensemble_the_cli_builds(ds, tmp_path):
     from fmnist.artifacts import make_ensemble
+    from fmnist.checkpoints import Checkpoint, save_checkpoint
     from fmnist.evaluate import evaluate_test
 
-    paths = [f"{ROOT_CKPT}/{n}.safetensors" for n in ("quick", "cnn2", "keras2", "mlp")]
-    res = run([Path(p) for p in paths], ds)
+    quick = load_checkpoint(f"{ROOT_CKPT}/quick.safetensors")
+    # quick's weights with a card that answers by flip TTA, as best's does: a member votes with its own flip
+    flipped = Checkpoint(quick.model, {**quick.card, "config": {**quick.card["config"], "tta_flip": True}})
+    paths = {"qflip": save_checkpoint(flipped.model, flipped.card, tmp_path / "qflip.safetensors")}
+    paths |= {n: Path(f"{ROOT_CKPT}/{n}.safetensors") for n in ("cnn2", "keras2", "mlp")}
+    res = run(list(paths.values()), ds)
     assert res["split"] == {"seed": 0, "val_fraction": 0.1, "images": 6000}
     assert res["machine"]["cores"] >= 1 and "cpu_flags" in res["machine"]  # every figure carries its machine
     assert res["left_out"] == [
@@ -77,16 +82,17 @@ def test_on_shipped_checkpoints_a_row_equals_the_ensemble_the_cli_builds(ds):
         {"name": "mlp", "why": "no validation split"},
     ]
     singles = {r["name"]: r for r in res["singles"]}
-    quick = load_checkpoint(paths[0])
-    assert singles["quick"]["test"] == pytest.approx(evaluate_test(quick.model, data=ds).accuracy)
-    assert singles["quick"]["val"] == pytest.approx(quick.card["metrics"]["val"]["accuracy"], abs=1e-3)
+    with_flip = evaluate_test(quick.model, tta_flip=True, data=ds).accuracy
+    assert with_flip != evaluate_test(quick.model, data=ds).accuracy  # the flip shows in the figure
+    assert singles["qflip"]["test"] == pytest.approx(with_flip)
+    assert singles["cnn2"]["val"] == pytest.approx(0.9107, abs=5e-4)  # cnn2's last epoch on the held-out 6,000
     # every row's test figure is what `python -m fmnist ensemble <its members> --vote soft` reports
     chosen = res["steps"][-1]["members"]
     rows = [(r["members"], r) for r in res["steps"]] + [([*chosen, r["with"]], r) for r in res["added"]]
     rows += [([n for n in chosen if n != r["without"]], r) for r in res["without"]]
-    assert {n for names, _ in rows for n in names} == {"quick", "cnn2"}  # both candidates were weighed
+    assert {n for names, _ in rows for n in names} == {"qflip", "cnn2"}  # both candidates were weighed
     for names, row in rows:
-        members = [load_checkpoint(f"{ROOT_CKPT}/{n}.safetensors") for n in names]
+        members = [load_checkpoint(paths[n]) for n in names]
         assert row["test"] == pytest.approx(make_ensemble(members, "soft", data=ds)[1].accuracy, abs=1e-4)
     table = markdown(res)
     assert "| candidate alone | validation | test |" in table and "Left out: keras2 (another split)" in table
