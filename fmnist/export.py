@@ -19,6 +19,7 @@ from torch import nn
 
 from .checkpoints import Checkpoint
 from .data import CLASSES
+from .models import tta_logits
 from .runtime import MEAN, STD
 
 OPSET = 17
@@ -39,10 +40,7 @@ class PixelsToLogits(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = (pixels - self.mean) / self.std
-        logits = self.model(x)
-        if self.tta_flip:
-            logits = (logits + self.model(torch.flip(x, dims=[3]))) / 2
-        return logits
+        return tta_logits(self.model, x, self.tta_flip)
 
 
 def onnx_bytes(ckpt: Checkpoint) -> bytes:

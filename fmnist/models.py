@@ -512,7 +512,7 @@ class Ensemble(nn.Module):
     Returns log-probabilities, so its output works as logits everywhere. Under majority
     vote the class with most votes wins and the mean probability breaks ties. A member whose
     spec says `"tta_flip": True` votes as its checkpoint answers alone: with the mean of its
-    logits for the image and its mirror image (`fmnist.runtime.predict_logits`'s flip).
+    logits for the image and its mirror image (`tta_logits`).
     """
 
     def __init__(self, members: list[dict[str, Any]] | None = None, vote: str = "soft"):
@@ -529,7 +529,7 @@ class Ensemble(nn.Module):
         self.flips = [bool(m.get("tta_flip", False)) for m in members]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([_member_probs(m, x, flip) for m, flip in zip(self.members, self.flips)])  # (M, B, 10)
+        probs = torch.stack([tta_logits(m, x, flip).softmax(-1) for m, flip in zip(self.members, self.flips)])
         mean = probs.mean(0)
         if self.vote == "soft":
             return mean.clamp_min(1e-9).log()
@@ -538,11 +538,14 @@ class Ensemble(nn.Module):
         return (score / score.sum(-1, keepdim=True)).log()
 
 
-def _member_probs(model: nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
+def tta_logits(model: nn.Module, x: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """`model`'s float logits for a batch (B, 1, 28, 28), or with flip test-time augmentation the mean of
+    the logits for each image and its mirror image: the one place flip TTA is computed (prediction,
+    ensembles, the ONNX graph)."""
     logits = model(x).float()
     if flip:
         logits = (logits + model(x.flip(-1)).float()) / 2
-    return logits.softmax(-1)
+    return logits
 
 
 @register(

@@ -14,6 +14,7 @@ from torch import nn
 
 from .config import ConfigError
 from .data import MEAN, STD
+from .models import tta_logits
 
 # The CPU features that decide which precision pays and how fast a run is.
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
@@ -119,9 +120,7 @@ def predict_logits(
     for i in range(0, len(images), batch_size):
         x = to_input(images[i : i + batch_size].to(device), cl)
         with autocast(device, precision):
-            logits = model(x).float()
-            if tta_flip:
-                logits = (logits + model(x.flip(-1)).float()) / 2
+            logits = tta_logits(model, x, tta_flip)
         out.append(logits.cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 10)
