@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fmnist.checkpoints import CHECKPOINT_DIR, list_checkpoints, load_checkpoint  # noqa: E402
+from fmnist.checkpoints import CHECKPOINT_DIR, CheckpointError, list_checkpoints, load_checkpoint  # noqa: E402
 from fmnist.config import TrainConfig  # noqa: E402
 from fmnist.data import FashionMNIST, load_dataset, split_indices  # noqa: E402
 from fmnist.runtime import machine, predict_logits  # noqa: E402
@@ -159,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     a = ap.parse_args(argv)
-    res = run(a.checkpoints or list_checkpoints(), load_dataset(a.data_dir))
+    try:
+        res = run(a.checkpoints or list_checkpoints(), load_dataset(a.data_dir))
+    except CheckpointError as e:  # a missing or broken file: one line, no traceback
+        raise SystemExit(f"error: {e}") from None
     print(markdown(res))
     if a.json:
         a.json.write_text(json.dumps(res, indent=1) + "\n")

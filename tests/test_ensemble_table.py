@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fmnist.checkpoints import load_checkpoint
-from scripts.ensemble_table import Member, accuracy, forward_selection, markdown, run, split_of, vote
+from scripts.ensemble_table import Member, accuracy, forward_selection, main, markdown, run, split_of, vote
 
 ROOT_CKPT = "checkpoints"
 
@@ -98,3 +98,11 @@ def test_on_shipped_checkpoints_a_row_equals_the_ensemble_the_cli_builds(ds, tmp
     assert "| candidate alone | validation | test |" in table and "Left out: keras2 (another split)" in table
     assert ("| the chosen vote plus |" in table) == bool(res["added"])
     assert ("| the chosen vote without |" in table) == bool(res["without"])
+
+
+def test_a_missing_or_broken_checkpoint_is_one_line(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    for path in (tmp_path / "nope.safetensors", bad):
+        with pytest.raises(SystemExit, match=r"^error: .*(no checkpoint at|not a valid fmnist checkpoint)"):
+            main([str(path)])
