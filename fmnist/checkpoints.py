@@ -231,17 +231,44 @@ def save_checkpoint(
             raise CheckpointExists(f"a model named {path.stem!r} already exists; choose another name")
         if limits is not None:
             limits.check(path.parent, len(data), replacing=path if overwrite else None)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = _write_temp(path, data)
         try:
-            os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
             _publish(tmp, path, overwrite)
         finally:
             Path(tmp).unlink(missing_ok=True)
         _fsync_dir(path.parent)
+    return path
+
+
+def _write_temp(path: Path, data: bytes) -> str:
+    """A complete, fsynced temp file beside `path` (readable by all: it is meant to be shared).
+
+    The caller renames it into place, or removes it.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; Windows has no fchmod before Python 3.13
+            os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` in one step: a process killed at any moment leaves the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _write_temp(path, data)
+    try:
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    _fsync_dir(path.parent)
     return path
 
 

@@ -46,6 +46,7 @@ from .evaluate import EvalResult, evaluate_test
 from .models import checked_model_size, count_params, get_spec, list_models, param_count
 from .runtime import predict_logits
 from .settings import Settings, SettingsError
+from .snapshot import SnapshotError
 from .train import BatchEvent, DoneEvent, EpochEvent, iter_training
 
 
@@ -170,14 +171,18 @@ def default_out(settings: Settings, base: str) -> Path:
 
 @contextlib.contextmanager
 def training_events(
-    cfg: TrainConfig, data: Any, settings: Settings, ray_address: str | None, quiet: bool
+    cfg: TrainConfig, data: Any, settings: Settings, ray_address: str | None, quiet: bool, snapshot: str | None = None
 ) -> Iterator[Iterator[Any]]:
     """The run's events: trained here, or on the Ray cluster at `ray_address` (weights come back here)."""
     if not ray_address:
         try:
-            yield iter_training(cfg, data)
+            yield iter_training(cfg, data, snapshot=snapshot)
+        except SnapshotError as e:
+            raise CLIError(str(e)) from None
         except KeyboardInterrupt:
-            raise CLIError("interrupted: nothing was saved") from None
+            kept = snapshot and Path(snapshot).exists()
+            said = f"{snapshot} holds the last whole epoch; the same command continues" if kept else "nothing was saved"
+            raise CLIError(f"interrupted: {said}") from None
         return
     from .jobs import JobFailed, follow
 
@@ -270,11 +275,14 @@ def cmd_train(a: argparse.Namespace) -> int:
         out = out.with_name(out.name + ".safetensors")
     if out.exists() and not a.force and not a.dry_run:
         raise CLIError(f"{out} exists; pass --force to replace it, or choose another --out")
+    if a.snapshot and (a.ray or a.dry_run):
+        other = "--ray" if a.ray else "--dry-run"
+        raise CLIError(f"--snapshot is for a run on this machine; it does not go with {other}")
     data = load_dataset(a.data_dir)
     wall0 = time.perf_counter()
     progress = Progress(a.json)
     result = None
-    with training_events(cfg, data, a.settings, a.ray, progress.quiet) as events:
+    with training_events(cfg, data, a.settings, a.ray, progress.quiet, a.snapshot) as events:
         for ev in events:
             progress(ev)
             if isinstance(ev, DoneEvent):
@@ -546,6 +554,12 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
     t.add_argument("--out", help="checkpoint path (default: checkpoints/<preset>-<time>.safetensors)")
     t.add_argument("--force", action="store_true", help="replace an existing --out file")
     t.add_argument("--dry-run", action="store_true", help="1 epoch on 512 images, save nothing (smoke test)")
+    t.add_argument(
+        "--snapshot",
+        metavar="FILE",
+        help="write the run's whole state to FILE after every epoch; if FILE exists, continue after its last "
+        "epoch (same options and data only), so a long run can be stopped and resumed",
+    )
     t.add_argument(
         "--ray",
         metavar="ADDRESS",

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoints import Checkpoint
+from .checkpoints import Checkpoint, write_atomic
 from .data import CLASSES
 from .models import tta_logits
 from .runtime import MEAN, STD
@@ -83,9 +83,4 @@ def export_onnx(ckpt: Checkpoint, out: str | os.PathLike) -> Path:
     out = Path(out)
     if out.suffix != ".onnx":
         out = out.with_name(out.name + ".onnx")
-    data = onnx_bytes(ckpt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
-    return out
+    return write_atomic(out, onnx_bytes(ckpt))

@@ -12,10 +12,12 @@ channels_last for convolutions, and bf16 autocast where the hardware has native 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -27,6 +29,7 @@ from .config import TrainConfig
 from .data import FashionMNIST, load_dataset, split_indices
 from .models import count_params, create_model
 from .runtime import autocast, has_conv, pick_device, pick_precision, predict_logits, to_input
+from .snapshot import load_snapshot, save_snapshot
 
 Status = Literal["finished", "stopped", "early_stopped", "diverged"]
 MAX_LOSS = 1e3  # a batch loss above this (or not finite) means the run diverged
@@ -435,6 +438,7 @@ def iter_training(
     data: FashionMNIST | None = None,
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    snapshot: str | os.PathLike | None = None,
 ) -> Iterator[Event]:
     """Train `cfg.arch` and yield progress events; the last event is always a DoneEvent.
 
@@ -443,16 +447,29 @@ def iter_training(
         data: the dataset; loaded from the default location when None.
         stop: set it from any thread to end the run within one batch, keeping the best weights.
         clock: seconds, for elapsed times and the time budget (a fake clock in tests).
+        snapshot: a file for the run's whole state, written after every whole epoch; if it exists,
+            the run continues after its last epoch (fmnist.snapshot; SnapshotError if it is of
+            another run).
     """
     run = _start(cfg, data or load_dataset(), clock)
-    for epoch in range(1, cfg.epochs + 1):
-        tally = yield from _train_epoch(run, epoch, stop)
-        if tally.halt == "diverged" or (tally.halt and tally.count == 0 and run.best.state is not None):
-            break  # nothing new to validate (a stop or time-out right at an epoch boundary keeps the best epoch)
-        yield _end_epoch(run, epoch, tally)
-        if tally.halt or _patience_spent(run, epoch):
-            break
-    yield _finish(run, *_ending(run, epoch, tally))
+    path = Path(snapshot) if snapshot is not None else None
+    start = load_snapshot(run, path) if path is not None and path.exists() else 0
+    epoch, tally = start, Tally()
+    if not _patience_spent(run, start):
+        for epoch in range(start + 1, cfg.epochs + 1):
+            tally = yield from _train_epoch(run, epoch, stop)
+            if tally.halt == "diverged" or (tally.halt and tally.count == 0 and run.best.state is not None):
+                break  # nothing new to validate (a stop or time-out right at an epoch boundary keeps the best epoch)
+            ended = _end_epoch(run, epoch, tally)
+            if path is not None and not tally.halt:
+                save_snapshot(run, epoch, path)  # before the event: an epoch shown is an epoch saved
+            yield ended
+            if tally.halt or _patience_spent(run, epoch):
+                break
+    status, message = _ending(run, epoch, tally)
+    if start:
+        message = f"Continued from {path.name} after epoch {start}. {message}"
+    yield _finish(run, status, message)
 
 
 def train(cfg: TrainConfig, data: FashionMNIST | None = None, stop: threading.Event | None = None) -> TrainResult:

@@ -1,0 +1,301 @@
+"""A run stopped after an epoch and continued from its snapshot ends exactly where it would have."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import ROOT
+from fmnist import checkpoints, snapshot
+from fmnist.cli import main
+from fmnist.config import Augment, TrainConfig
+from fmnist.snapshot import SnapshotError, load_snapshot, save_snapshot
+from fmnist.train import DoneEvent, EpochEvent, _start, iter_training
+
+# SGD with momentum buffers, a schedule that moves every step, every augmentation that draws from
+# the generator, and dropout (torch's global generator): each is state a snapshot must carry.
+SGD = TrainConfig(
+    arch="mlp2",
+    epochs=3,
+    subset=1200,
+    batch_size=100,
+    optimizer="sgd",
+    lr=0.05,
+    schedule="onecycle",
+    augment=Augment(flip=True, shift=0.1, erase=0.5),
+    val_fraction=0.1,
+    precision="fp32",
+    log_every=1000,
+)
+ADAM = replace(SGD, arch="cnn2", optimizer="adam", lr=1e-3, schedule="cosine", subset=600, augment=Augment())
+
+
+def _done(events):
+    events = list(events)
+    assert isinstance(events[-1], DoneEvent)
+    return events, events[-1].result
+
+
+def _stop_after(cfg, ds, path, epochs):
+    """Train with a snapshot and abandon the run after `epochs` epochs (as a killed process would)."""
+    it = iter_training(cfg, ds, snapshot=path)
+    seen = 0
+    for ev in it:
+        if isinstance(ev, EpochEvent):
+            seen += 1
+            if seen == epochs:
+                break
+    it.close()
+
+
+@pytest.fixture(scope="module")
+def epoch1(ds, tmp_path_factory):
+    """The bytes of SGD's snapshot after epoch 1 (made once, copied by each test)."""
+    path = tmp_path_factory.mktemp("snap") / "run.snapshot"
+    _stop_after(SGD, ds, path, 1)
+    return path.read_bytes()
+
+
+def test_how_it_runs_may_change_between_sessions(epoch1, ds, tmp_path):
+    path = tmp_path / "run.snapshot"
+    path.write_bytes(epoch1)
+    changed = replace(SGD, epochs=2, log_every=3, device="cpu", precision="auto")
+    with pytest.raises(SnapshotError, match=r"\(epochs is 3 there, 2 here\)"):
+        list(iter_training(changed, ds, snapshot=path))
+    _, result = _done(iter_training(replace(changed, epochs=3), ds, snapshot=path))
+    assert result.message.startswith("Continued from run.snapshot after epoch 1.") and len(result.history) == 3
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def _rows(history):
+    return [{k: v for k, v in r.items() if k not in ("elapsed", "images_per_s")} for r in history]
+
+
+@pytest.mark.parametrize("cfg", [SGD, ADAM], ids=["sgd", "adam"])
+def test_a_continued_run_ends_bit_for_bit_where_the_unbroken_run_ends(cfg, ds, tmp_path):
+    _, whole = _done(iter_training(cfg, ds))
+    path = tmp_path / "run.snapshot"
+    _stop_after(cfg, ds, path, 2)
+    events, resumed = _done(iter_training(cfg, ds, snapshot=path))
+    assert [e.epoch for e in events if isinstance(e, EpochEvent)] == [3]  # only what was left
+    _same_weights(whole.model, resumed.model)
+    assert _rows(resumed.history) == _rows(whole.history)
+    assert (resumed.best_epoch, resumed.val_acc, resumed.status) == (whole.best_epoch, whole.val_acc, "finished")
+    assert resumed.message.startswith("Continued from run.snapshot after epoch 2. Finished 3 epochs.")
+    assert resumed.train_time_s >= resumed.history[1]["elapsed"] * 0.5  # the earlier epochs' time is counted
+
+
+def test_the_best_epochs_weights_survive_the_break(ds, tmp_path, monkeypatch):
+    """Epoch 1 scores best; the run breaks after epoch 2; the continued run still restores epoch 1."""
+    scores = iter([(0.5, 0.9), (0.9, 0.5), (0.8, 0.6)])  # (loss, accuracy) per epoch
+    monkeypatch.setattr("fmnist.train._validate", lambda run: next(scores))
+    path = tmp_path / "run.snapshot"
+    _stop_after(SGD, ds, path, 1)
+    run = _start(SGD, ds)
+    load_snapshot(run, path)
+    epoch1 = {k: v.clone() for k, v in run.trainer.model.state_dict().items()}
+    _stop_after(SGD, ds, path, 1)  # epoch 2, continued from the snapshot of epoch 1
+    _, result = _done(iter_training(SGD, ds, snapshot=path))
+    assert result.best_epoch == 1 and result.val_acc == 0.9
+    for k, v in result.model.state_dict().items():
+        assert torch.equal(v, epoch1[k]), k
+    assert "Restored the best weights (epoch 1" in result.message
+
+
+def test_a_finished_snapshot_trains_nothing_more(ds, tmp_path):
+    path = tmp_path / "run.snapshot"
+    cfg = replace(SGD, epochs=1)
+    _, first = _done(iter_training(cfg, ds, snapshot=path))
+    events, again = _done(iter_training(cfg, ds, snapshot=path))
+    assert not [e for e in events if not isinstance(e, DoneEvent)]
+    _same_weights(first.model, again.model)
+    assert again.message.startswith("Continued from run.snapshot after epoch 1. Finished 1 epochs.")
+
+
+def test_a_spent_patience_is_not_trained_past(ds, tmp_path, monkeypatch):
+    scores = iter([(0.5, 0.9), (0.9, 0.5), (0.9, 0.5)])
+    monkeypatch.setattr("fmnist.train._validate", lambda run: next(scores))
+    cfg, path = replace(SGD, epochs=5, patience=1), tmp_path / "run.snapshot"
+    _, first = _done(iter_training(cfg, ds, snapshot=path))
+    assert first.status == "early_stopped" and len(first.history) == 2
+    events, again = _done(iter_training(cfg, ds, snapshot=path))
+    assert again.status == "early_stopped" and len(again.history) == 2
+    assert not [e for e in events if isinstance(e, EpochEvent)]
+
+
+def test_a_stopped_epoch_leaves_the_last_whole_epoch_in_the_snapshot(ds, tmp_path):
+    cfg, path = replace(SGD, log_every=1), tmp_path / "run.snapshot"
+    _stop_after(cfg, ds, path, 1)
+    before = path.read_bytes()
+    stop = threading.Event()
+    for ev in iter_training(cfg, ds, stop=stop, snapshot=path):  # noqa: B007 (ev: the last event)
+        stop.set()  # at epoch 2's first batch
+    assert ev.status == "stopped" and ev.message.startswith("Continued from run.snapshot after epoch 1. Stopped")
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        (dict(lr=0.02), "lr is 0.05 there, 0.02 here"),
+        (dict(augment=Augment(flip=True, shift=0.1, erase=0.25)), "augment.erase is 0.5 there, 0.25 here"),
+        (dict(seed=1), "seed is 0 there, 1 here"),
+    ],
+)
+def test_a_snapshot_of_another_run_is_refused_naming_the_option(epoch1, change, said, ds, tmp_path):
+    path = tmp_path / "run.snapshot"
+    path.write_bytes(epoch1)
+    with pytest.raises(SnapshotError) as e:
+        list(iter_training(replace(SGD, **change), ds, snapshot=path))
+    assert str(e.value) == (
+        f"run.snapshot is a snapshot of another run ({said}); give the same options, or another --snapshot"
+    )
+
+
+def test_another_dataset_is_refused(epoch1, ds, tmp_path):
+    path = tmp_path / "run.snapshot"
+    path.write_bytes(epoch1)
+    other = replace(ds, checksum="0" * 8)
+    with pytest.raises(SnapshotError, match="trained on another copy of the dataset"):
+        list(iter_training(SGD, other, snapshot=path))
+
+
+def _meta_edit(path, edit):
+    """Rewrite the snapshot's JSON with `edit` applied (tensors unchanged)."""
+    from safetensors.torch import load, save
+
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    meta = json.loads(json.loads(data[8 : 8 + n])["__metadata__"][snapshot.KEY])
+    edit(meta)
+    path.write_bytes(save(load(data), metadata={snapshot.KEY: json.dumps(meta)}))
+
+
+@pytest.mark.parametrize(
+    "damage, said",
+    [
+        (lambda p: p.write_bytes(b""), "is not a training snapshot"),
+        (lambda p: p.write_bytes(b"\x80\x04K\x01."), "is not a training snapshot"),  # a pickle
+        (lambda p: p.write_bytes(p.read_bytes()[:-100]), "is not a training snapshot"),  # cut short
+        (lambda p: p.write_bytes((10**9).to_bytes(8, "little") + b"{}"), "is not a training snapshot"),
+        (lambda p: _meta_edit(p, lambda m: m.update(format="fmnist-snapshot/0")), "is not a training snapshot"),
+        (lambda p: _meta_edit(p, lambda m: m.update(epoch=7)), "is damaged and cannot continue this run (epoch 7)"),
+        (lambda p: _meta_edit(p, lambda m: m.update(epoch=0)), "is damaged and cannot continue this run (epoch 0)"),
+        (lambda p: _meta_edit(p, lambda m: m.pop("history")), "is damaged and cannot continue this run (KeyError)"),
+        (lambda p: _meta_edit(p, lambda m: m["history"].append({})), "(epoch 1)"),
+        (
+            lambda p: _meta_edit(p, lambda m: m.update(config=[])),
+            "is damaged and cannot continue this run (no options)",
+        ),
+    ],
+)
+def test_a_damaged_snapshot_is_one_line(epoch1, damage, said, ds, tmp_path):
+    path = tmp_path / "run.snapshot"
+    path.write_bytes(epoch1)
+    damage(path)
+    with pytest.raises(SnapshotError) as e:
+        list(iter_training(SGD, ds, snapshot=path))
+    assert said in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_checkpoint_is_not_a_snapshot(ds, tmp_path, tiny_model):
+    path = checkpoints.save_checkpoint(tiny_model.model, {"arch": "mlp", "kwargs": {}}, tmp_path / "m.safetensors")
+    with pytest.raises(SnapshotError, match="m.safetensors is not a training snapshot"):
+        list(iter_training(SGD, ds, snapshot=path))
+
+
+def test_a_snapshot_too_large_is_refused_unread(epoch1, ds, tmp_path, monkeypatch):
+    path = tmp_path / "run.snapshot"
+    path.write_bytes(epoch1)
+    monkeypatch.setattr(snapshot, "MAX_BYTES", path.stat().st_size - 1)
+    with pytest.raises(SnapshotError, match="too large for a training snapshot"):
+        list(iter_training(SGD, ds, snapshot=path))
+
+
+def test_a_failed_write_keeps_the_previous_snapshot_whole(epoch1, ds, tmp_path, monkeypatch):
+    path = tmp_path / "run.snapshot"
+    path.write_bytes(epoch1)
+    before = path.read_bytes()
+    run = _start(SGD, ds)
+    load_snapshot(run, path)
+
+    def full_disk(*a):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError):
+        save_snapshot(run, 1, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run.snapshot"]  # no temp file left behind
+
+
+def test_write_atomic_without_fchmod(tmp_path, monkeypatch):
+    """Windows' Python 3.11 has no os.fchmod: saving must not need it."""
+    monkeypatch.delattr(os, "fchmod")
+    out = checkpoints.write_atomic(tmp_path / "sub" / "f.bin", b"abc")
+    assert out.read_bytes() == b"abc" and [p.name for p in out.parent.iterdir()] == ["f.bin"]
+
+
+def test_write_atomic_shares_the_file(tmp_path):
+    out = checkpoints.write_atomic(tmp_path / "f.bin", b"abc")
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def _cli(tmp_path, *extra):
+    return [
+        "train", "--arch", "logreg", "--epochs", "2", "--subset", "300", "--precision", "fp32",
+        "--out", str(tmp_path / "m.safetensors"), "--force", *extra,
+    ]  # fmt: skip
+
+
+def test_cli_snapshot_continues_and_says_so(tmp_path, capsys):
+    snap = tmp_path / "run.snapshot"
+    assert main(_cli(tmp_path, "--snapshot", str(snap), "--epochs", "1")) == 0
+    capsys.readouterr()
+    assert main(_cli(tmp_path, "--snapshot", str(snap), "--epochs", "1")) == 0
+    assert "Continued from run.snapshot after epoch 1. Finished 1 epochs." in capsys.readouterr().out
+    assert main(_cli(tmp_path, "--snapshot", str(snap))) == 2  # 2 epochs: another run
+    assert "epochs is 1 there, 2 here" in capsys.readouterr().err
+
+
+def test_cli_interrupt_names_the_snapshot(tmp_path, capsys, monkeypatch):
+    snap = tmp_path / "run.snapshot"
+    real = snapshot.save_snapshot
+
+    def save_then_interrupt(run, epoch, path):
+        real(run, epoch, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("fmnist.train.save_snapshot", save_then_interrupt)
+    assert main(_cli(tmp_path, "--snapshot", str(snap))) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: interrupted: {snap} holds the last whole epoch; the same command continues"
+    )
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("extra, said", [(["--dry-run"], "--dry-run"), (["--ray", "127.0.0.1:1"], "--ray")])
+def test_cli_snapshot_refuses_what_it_cannot_continue(extra, said, tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "fmnist", *_cli(tmp_path, "--snapshot", str(tmp_path / "s"), *extra)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"error: --snapshot is for a run on this machine; it does not go with {said}"
