@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,14 +80,36 @@ def snapshot_bytes(run: _Run, epoch: int) -> bytes:
     return st_save(tensors, metadata={KEY: json.dumps(meta)})
 
 
+def _unwritable(path: Path, e: OSError) -> SnapshotError:
+    return SnapshotError(f"cannot write the snapshot {path.name} ({e.strerror or e})")
+
+
+def resume(run: _Run, path: Path) -> int:
+    """The last epoch done in `path`, with `run` put in its state; 0 for a new run (its folder made now,
+    so that a snapshot that cannot be written fails before the first epoch, not after it)."""
+    if path.exists():
+        return load_snapshot(run, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _unwritable(path, e) from None
+    return 0
+
+
 def save_snapshot(run: _Run, epoch: int, path: Path) -> None:
     """Write the snapshot after `epoch` to `path`, replacing the previous one in one step."""
-    write_atomic(path, snapshot_bytes(run, epoch))
+    try:
+        write_atomic(path, snapshot_bytes(run, epoch))
+    except OSError as e:
+        raise _unwritable(path, e) from None
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise SnapshotError(f"{path.name} is not a regular file")
+        size = st.st_size
         if size > MAX_BYTES:
             raise SnapshotError(f"{path.name} is {size / 2**20:.0f} MB: too large for a training snapshot")
         data = path.read_bytes()

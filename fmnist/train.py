@@ -29,7 +29,7 @@ from .config import TrainConfig
 from .data import FashionMNIST, load_dataset, split_indices
 from .models import count_params, create_model
 from .runtime import autocast, has_conv, pick_device, pick_precision, predict_logits, to_input
-from .snapshot import load_snapshot, save_snapshot
+from .snapshot import resume, save_snapshot
 
 Status = Literal["finished", "stopped", "early_stopped", "diverged"]
 MAX_LOSS = 1e3  # a batch loss above this (or not finite) means the run diverged
@@ -453,7 +453,7 @@ def iter_training(
     """
     run = _start(cfg, data or load_dataset(), clock)
     path = Path(snapshot) if snapshot is not None else None
-    start = load_snapshot(run, path) if path is not None and path.exists() else 0
+    start = resume(run, path) if path is not None else 0
     epoch, tally = start, Tally()
     if not _patience_spent(run, start):
         for epoch in range(start + 1, cfg.epochs + 1):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,6 +124,12 @@ def test_a_finished_snapshot_trains_nothing_more(ds, tmp_path):
     assert again.message.startswith("Continued from run.snapshot after epoch 1. Finished 1 epochs.")
 
 
+def test_a_new_snapshot_makes_its_folders(ds, tmp_path):
+    path = tmp_path / "runs" / "today" / "run.snapshot"
+    _done(iter_training(replace(SGD, epochs=1, subset=300), ds, snapshot=path))
+    assert path.is_file()
+
+
 def test_a_spent_patience_is_not_trained_past(ds, tmp_path, monkeypatch):
     scores = iter([(0.5, 0.9), (0.9, 0.5), (0.9, 0.5)])
     monkeypatch.setattr("fmnist.train._validate", lambda run: next(scores))
@@ -182,6 +189,18 @@ def _meta_edit(path, edit):
     path.write_bytes(save(load(data), metadata={snapshot.KEY: json.dumps(meta)}))
 
 
+def _tensor_edit(path, edit):
+    """Rewrite the snapshot's tensors with `edit` applied (JSON unchanged)."""
+    from safetensors.torch import load, save
+
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    meta = json.loads(data[8 : 8 + n])["__metadata__"]
+    tensors = load(data)
+    edit(tensors)
+    path.write_bytes(save(tensors, metadata=meta))
+
+
 @pytest.mark.parametrize(
     "damage, said",
     [
@@ -194,6 +213,8 @@ def _meta_edit(path, edit):
         (lambda p: _meta_edit(p, lambda m: m.update(epoch=0)), "is damaged and cannot continue this run (epoch 0)"),
         (lambda p: _meta_edit(p, lambda m: m.pop("history")), "is damaged and cannot continue this run (KeyError)"),
         (lambda p: _meta_edit(p, lambda m: m["history"].append({})), "(epoch 1)"),
+        (lambda p: _meta_edit(p, lambda m: m["config"].pop("tta_flip")), "(tta_flip is None there, False here)"),
+        (lambda p: _tensor_edit(p, lambda t: t.pop("model/1.weight")), "cannot continue this run (RuntimeError)"),
         (
             lambda p: _meta_edit(p, lambda m: m.update(config=[])),
             "is damaged and cannot continue this run (no options)",
@@ -234,17 +255,72 @@ def test_a_failed_write_keeps_the_previous_snapshot_whole(epoch1, ds, tmp_path, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", full_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(SnapshotError) as e:
         save_snapshot(run, 1, path)
+    assert str(e.value) == "cannot write the snapshot run.snapshot (No space left on device)"
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["run.snapshot"]  # no temp file left behind
+
+
+def test_a_snapshot_that_is_not_a_file_is_refused(ds, tmp_path):
+    (tmp_path / "run.snapshot").mkdir()
+    with pytest.raises(SnapshotError, match="^run.snapshot is not a regular file$"):
+        list(iter_training(SGD, ds, snapshot=tmp_path / "run.snapshot"))
+
+
+def test_cli_unwritable_snapshot_is_one_line_before_training(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setattr("fmnist.train._train_epoch", None)  # refused before any training
+    assert main(_cli(tmp_path, "--snapshot", str(blocker / "run.snapshot"), "--epochs", "1")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot write the snapshot run.snapshot (") and "\n" not in err
 
 
 def test_write_atomic_without_fchmod(tmp_path, monkeypatch):
     """Windows' Python 3.11 has no os.fchmod: saving must not need it."""
     monkeypatch.delattr(os, "fchmod")
-    out = checkpoints.write_atomic(tmp_path / "sub" / "f.bin", b"abc")
+    out = checkpoints.write_atomic(tmp_path / "sub" / "deeper" / "f.bin", b"abc")
     assert out.read_bytes() == b"abc" and [p.name for p in out.parent.iterdir()] == ["f.bin"]
+
+
+def test_write_atomic_writes_beside_the_target_under_a_hidden_temp_name(tmp_path, monkeypatch):
+    """One folder (a rename within a filesystem is atomic), and the .NAME.*.tmp that .gitignore knows."""
+    moved, real = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (moved.append((Path(a), Path(b))), real(a, b)))
+    checkpoints.write_atomic(tmp_path / "f.bin", b"abc")
+    ((src, dst),) = moved
+    assert src.parent == dst.parent == tmp_path
+    assert src.name.startswith(".f.bin.") and src.name.endswith(".tmp") and len(src.name) > len(".f.bin..tmp")
+
+
+def test_write_atomic_cleans_up_a_failed_write(tmp_path, monkeypatch):
+    (tmp_path / "f.bin").write_bytes(b"old")
+
+    def broken_disk(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_disk)
+    with pytest.raises(OSError):
+        checkpoints.write_atomic(tmp_path / "f.bin", b"new")
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"] and (tmp_path / "f.bin").read_bytes() == b"old"
+
+
+def test_non_tensor_optimiser_state_comes_back(epoch1, ds, tmp_path):
+    """Some optimisers keep plain numbers in their state: they travel in the JSON, not as tensors."""
+    path = tmp_path / "run.snapshot"
+    path.write_bytes(epoch1)
+    run = _start(SGD, ds)
+    load_snapshot(run, path)
+    opt = run.trainer.opt
+    params = [p for g in opt.param_groups for p in g["params"]]
+    opt.state[params[1]]["calls"] = 7
+    save_snapshot(run, 1, path)
+    again = _start(SGD, ds)
+    load_snapshot(again, path)
+    state = again.trainer.opt.state_dict()["state"]
+    assert state[1]["calls"] == 7 and "calls" not in state[0]
+    assert torch.equal(state[1]["momentum_buffer"], opt.state_dict()["state"][1]["momentum_buffer"])
 
 
 def test_write_atomic_shares_the_file(tmp_path):
