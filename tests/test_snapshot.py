@@ -42,9 +42,11 @@ def _done(events):
     return events, events[-1].result
 
 
-def _stop_after(cfg, ds, path, epochs):
-    """Train with a snapshot and abandon the run after `epochs` epochs (as a killed process would)."""
-    it = iter_training(cfg, ds, snapshot=path)
+def _stop_after(cfg, ds, path, epochs, **kw):
+    """Train with a snapshot and abandon the run after `epochs` epochs (as a killed process would).
+
+    Returns the last EpochEvent seen."""
+    it = iter_training(cfg, ds, snapshot=path, **kw)
     seen = 0
     for ev in it:
         if isinstance(ev, EpochEvent):
@@ -52,6 +54,7 @@ def _stop_after(cfg, ds, path, epochs):
             if seen == epochs:
                 break
     it.close()
+    return ev
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +98,21 @@ def test_a_continued_run_ends_bit_for_bit_where_the_unbroken_run_ends(cfg, ds, t
     assert (resumed.best_epoch, resumed.val_acc, resumed.status) == (whole.best_epoch, whole.val_acc, "finished")
     assert resumed.message.startswith("Continued from run.snapshot after epoch 2. Finished 3 epochs.")
     assert resumed.train_time_s >= resumed.history[1]["elapsed"] * 0.5  # the earlier epochs' time is counted
+
+
+def _ticks():
+    """A fake clock: one second per reading, from 0 in each process."""
+    n = iter(range(10**9))
+    return lambda: float(next(n))
+
+
+def test_elapsed_time_and_the_eta_count_the_earlier_sessions(ds, tmp_path):
+    cfg, path = replace(SGD, subset=300), tmp_path / "run.snapshot"
+    second = _stop_after(cfg, ds, path, 2, clock=_ticks())
+    events = list(iter_training(cfg, ds, clock=_ticks(), snapshot=path))
+    (third,) = [e for e in events if isinstance(e, EpochEvent)]
+    assert second.epoch == 2 and third.elapsed > second.elapsed  # the clock restarted at 0; the run's time did not
+    assert events[-1].result.history[1]["elapsed"] == second.elapsed
 
 
 def test_the_best_epochs_weights_survive_the_break(ds, tmp_path, monkeypatch):
