@@ -12,13 +12,16 @@ metadata, written atomically: a run killed while writing leaves the previous sna
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from filelock import FileLock, Timeout
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
@@ -84,16 +87,36 @@ def _unwritable(path: Path, e: OSError) -> SnapshotError:
     return SnapshotError(f"cannot write the snapshot {path.name} ({e.strerror or e})")
 
 
-def resume(run: _Run, path: Path) -> int:
-    """The last epoch done in `path`, with `run` put in its state; 0 for a new run (its folder made now,
-    so that a snapshot that cannot be written fails before the first epoch, not after it)."""
-    if path.exists():
-        return load_snapshot(run, path)
+def lock_path(path: Path) -> Path:
+    """The hidden file next to a snapshot that its run holds locked."""
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def held(path: Path) -> Iterator[None]:
+    """Hold `path`'s run lock for the whole run. Its folder is made first, so that a snapshot that
+    cannot be written fails before the first epoch, not after it. A second run continuing the same
+    snapshot at the same time, in another process or thread, is refused instead of both writing it.
+    The lock goes with the process (flock, or msvcrt on Windows): a killed run leaves none held."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_path(path), thread_local=False, is_singleton=False)
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SnapshotError(
+            f"{path.name} is being continued by another run right now; wait for it to end, or give {ANOTHER}"
+        ) from None
     except OSError as e:
         raise _unwritable(path, e) from None
-    return 0
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def resume(run: _Run, path: Path) -> int:
+    """The last epoch done in `path`, with `run` put in its state; 0 for a new run."""
+    return load_snapshot(run, path) if path.exists() else 0
 
 
 def save_snapshot(run: _Run, epoch: int, path: Path) -> None:

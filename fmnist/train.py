@@ -11,6 +11,7 @@ channels_last for convolutions, and bf16 autocast where the hardware has native 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -29,7 +30,7 @@ from .config import TrainConfig
 from .data import FashionMNIST, load_dataset, split_indices
 from .models import count_params, create_model
 from .runtime import autocast, has_conv, pick_device, pick_precision, predict_logits, to_input
-from .snapshot import resume, save_snapshot
+from .snapshot import held, resume, save_snapshot
 
 Status = Literal["finished", "stopped", "early_stopped", "diverged"]
 MAX_LOSS = 1e3  # a batch loss above this (or not finite) means the run diverged
@@ -453,19 +454,20 @@ def iter_training(
     """
     run = _start(cfg, data or load_dataset(), clock)
     path = Path(snapshot) if snapshot is not None else None
-    start = resume(run, path) if path is not None else 0
-    epoch, tally = start, Tally()
-    if not _patience_spent(run, start):
-        for epoch in range(start + 1, cfg.epochs + 1):
-            tally = yield from _train_epoch(run, epoch, stop)
-            if tally.halt == "diverged" or (tally.halt and tally.count == 0 and run.best.state is not None):
-                break  # nothing new to validate (a stop or time-out right at an epoch boundary keeps the best epoch)
-            ended = _end_epoch(run, epoch, tally)
-            if path is not None and not tally.halt:
-                save_snapshot(run, epoch, path)  # before the event: an epoch shown is an epoch saved
-            yield ended
-            if tally.halt or _patience_spent(run, epoch):
-                break
+    with held(path) if path is not None else contextlib.nullcontext():  # one run per snapshot at a time
+        start = resume(run, path) if path is not None else 0
+        epoch, tally = start, Tally()
+        if not _patience_spent(run, start):
+            for epoch in range(start + 1, cfg.epochs + 1):
+                tally = yield from _train_epoch(run, epoch, stop)
+                if tally.halt == "diverged" or (tally.halt and tally.count == 0 and run.best.state is not None):
+                    break  # nothing new to validate (a stop or time-out at an epoch boundary keeps the best epoch)
+                ended = _end_epoch(run, epoch, tally)
+                if path is not None and not tally.halt:
+                    save_snapshot(run, epoch, path)  # before the event: an epoch shown is an epoch saved
+                yield ended
+                if tally.halt or _patience_spent(run, epoch):
+                    break
     status, message = _ending(run, epoch, tally)
     if start:
         message = f"Continued from {path.name} after epoch {start}. {message}"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock, Timeout
 
 from conftest import ROOT
 from fmnist import checkpoints, snapshot
@@ -393,3 +394,78 @@ def test_cli_snapshot_refuses_what_it_cannot_continue(extra, said, tmp_path):
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip() == f"error: --snapshot is for a run on this machine; it does not go with {said}"
+
+
+# ---------------------------------------------------------------- one run per snapshot at a time
+
+IN_USE = "run.snapshot is being continued by another run right now; wait for it to end, or give another --snapshot"
+HOLDER = (  # holds the lock until its stdin closes (a name for the lock: garbage would release it)
+    "import sys, filelock; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); "
+    "sys.stdin.read()"
+)
+
+
+def _hold_in_another_process(path):
+    """A process holding `path`'s run lock until its stdin is closed."""
+    p = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(snapshot.lock_path(path))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout.readline() == "held\n"
+    return p
+
+
+def _free(path):
+    lock = FileLock(snapshot.lock_path(path), thread_local=False, is_singleton=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    lock.release()
+    return True
+
+
+def test_a_snapshot_another_process_is_continuing_is_refused_and_left_alone(epoch1, ds, tmp_path):
+    path = tmp_path / "run.snapshot"
+    path.write_bytes(epoch1)
+    holder = _hold_in_another_process(path)
+    try:
+        with pytest.raises(SnapshotError) as e:
+            list(iter_training(SGD, ds, snapshot=path))
+        assert str(e.value) == IN_USE
+        assert path.read_bytes() == epoch1
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    _, result = _done(iter_training(SGD, ds, snapshot=path))  # the other process is gone: it continues
+    assert result.message.startswith("Continued from run.snapshot after epoch 1.")
+
+
+def test_a_run_holds_its_snapshot_until_it_ends_or_is_abandoned(ds, tmp_path):
+    path = tmp_path / "deeper" / "run.snapshot"
+    it = iter_training(SGD, ds, snapshot=path)
+    assert isinstance(next(ev for ev in it if isinstance(ev, EpochEvent)), EpochEvent)
+    assert not _free(path)
+    with pytest.raises(SnapshotError, match="being continued by another run"):
+        next(iter_training(SGD, ds, snapshot=path))  # a second run in this process, at once
+    assert _free(path) is False
+    it.close()  # a tab closed mid-run, a Ctrl-C: the lock goes with the run
+    assert _free(path)
+    _, result = _done(iter_training(SGD, ds, snapshot=path))
+    assert result.message.startswith("Continued from run.snapshot after epoch 1.") and _free(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == [".run.snapshot.lock", "run.snapshot"]
+
+
+def test_cli_snapshot_in_use_is_one_line(tmp_path, capsys):
+    snap = tmp_path / "run.snapshot"
+    holder = _hold_in_another_process(snap)
+    try:
+        assert main(_cli(tmp_path, "--snapshot", str(snap))) == 2
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    err = capsys.readouterr().err.strip()
+    assert err == "error: " + IN_USE
+    assert not snap.exists() and not (tmp_path / "m.safetensors").exists()
