@@ -1,6 +1,9 @@
 """The job manager: worker processes, a server-wide limit, a FIFO queue, stop, orphans."""
 
+import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -8,6 +11,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from conftest import ROOT
 from fmnist.config import TrainConfig
 from fmnist.data import split_indices
 from fmnist.jobs import JobManager, default_max_running, format_wait, threads_per_run
@@ -378,3 +382,30 @@ def test_workers_fork_from_a_server_that_trained_a_few_steps_on_one_thread_and_n
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["True", "1", "False"], out.stderr[-500:]
+
+
+FORKSERVER_PID = """
+import sys, time
+from multiprocessing import forkserver
+from fmnist import jobs
+if sys.argv[1] == "backend":
+    jobs.LocalBackend()
+t0 = time.monotonic()
+while forkserver._forkserver._forkserver_pid is None and time.monotonic() - t0 < float(sys.argv[2]):
+    time.sleep(0.05)
+print(forkserver._forkserver._forkserver_pid is not None)
+"""
+
+
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(), reason="POSIX only")
+def test_the_fork_server_starts_in_the_background_when_the_backend_is_made():
+    """A class's first Start must not wait for the fork server (torch's import and the warm-up, with the
+    manager's lock held, froze every tab for 8 s): making the backend starts it, and nothing else does."""
+    made = subprocess.run(
+        [sys.executable, "-c", FORKSERVER_PID, "backend", "60"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert made.stdout.split()[0] == "True", made.stderr[-2000:]
+    alone = subprocess.run(
+        [sys.executable, "-c", FORKSERVER_PID, "none", "1"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert alone.stdout.split()[0] == "False", alone.stderr[-2000:]
