@@ -6,8 +6,10 @@ through here, so an image is normalised the same way everywhere.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
+import sys
 
 import torch
 from torch import nn
@@ -18,6 +20,38 @@ from .models import tta_logits
 
 # The CPU features that decide which precision pays and how fast a run is.
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+# glibc's mallopt parameters (malloc.h) and what training sets them to: see keep_freed_memory.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEEP_MMAP_BYTES = 32 * 2**20  # the largest threshold glibc takes on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
+KEEP_TRIM_BYTES = 1 * 2**30  # free memory kept at the top of the heap before any goes back
+
+
+def keep_freed_memory(libc: object | None = None) -> bool:
+    """Have glibc's malloc keep freed blocks for the next step instead of handing them back to the OS.
+
+    By default glibc gives a block of 128 KiB or more its own mmap and hands it back when freed, so
+    a training step's activations and gradients often arrive as fresh pages that the kernel must
+    fault in and zero: 270-3,200 page faults per cnn2 step (fp32, batch 128, 11 MB blocks) on a
+    2-core AMD EPYC (avx2 only), 0-13 with this, and the step 1.07x faster (docs/RELIABILITY.md).
+    Blocks up to 32 MiB then come from the heap and stay there: the process keeps its peak memory
+    until it exits, which is why only training processes call this (`Trainer.build`), never the
+    app server.
+
+    Returns whether both settings took: False where the C library is not
+    glibc (macOS, Windows, musl), or `mallopt` refuses. `libc` is for tests (default: this process's).
+    """
+    if libc is None:
+        if not sys.platform.startswith("linux"):
+            return False
+        try:
+            libc = ctypes.CDLL(None)
+        except OSError:
+            return False
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return False
+    return mallopt(M_MMAP_THRESHOLD, KEEP_MMAP_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, KEEP_TRIM_BYTES) == 1
 
 
 def pick_device(name: str = "auto") -> torch.device:
