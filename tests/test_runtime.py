@@ -197,6 +197,11 @@ def test_keep_freed_memory_needs_a_c_library_with_mallopt(monkeypatch):
     assert keep_freed_memory() is False
 
 
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_keep_freed_memory_finds_glibc_in_this_process():
+    assert keep_freed_memory() is True  # as every test process that builds a trainer already has
+
+
 STEPS = """
 import resource, torch
 from fmnist.models import create_model
