@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,6 +150,18 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise SnapshotError(not_one)
     return meta, tensors
+
+
+def progress(path: str | os.PathLike) -> tuple[int, int]:
+    """(whole epochs done, the run's epochs) in a snapshot file, read as a continuing run reads it.
+
+    SnapshotError (one line) if the file is not a training snapshot."""
+    path = Path(path)
+    meta, _ = _read(path)
+    try:
+        return int(meta["epoch"]), int(meta["config"]["epochs"])
+    except (KeyError, TypeError, ValueError):
+        raise SnapshotError(f"{path.name} is not a training snapshot (a file written by train --snapshot)") from None
 
 
 def _first_difference(saved: Any, ours: Any, name: str = "") -> str | None:

@@ -23,10 +23,8 @@ DEV=${GPU_DEVICE:-cuda}
 SNAPS=${SNAPSHOTS:-checkpoints/unfinished}
 read -r -a EXTRA <<< "${TRAIN_EXTRA:-}"
 mkdir -p "$OUT" "$SNAPS"
-# "epoch E/N" from a snapshot's header (safetensors: 8 bytes of length, then JSON with our metadata)
-EPOCH_OF='import json, sys
-f = open(sys.argv[1], "rb"); h = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-m = json.loads(h["__metadata__"]["fmnist-snapshot"]); print("epoch %d/%d" % (m["epoch"], m["config"]["epochs"]))'
+# "epoch E/N" of a snapshot, read as a continuing run reads it (fmnist.snapshot.progress)
+EPOCH_OF='import sys; from fmnist.snapshot import progress; print("epoch %d/%d" % progress(sys.argv[1]))'
 pids=()
 for s in $SEEDS; do
   "$PY" -m fmnist train --arch preact20 --seed "$s" --precision fp32 --device "$DEV" "${EXTRA[@]}" \

@@ -469,3 +469,20 @@ def test_cli_snapshot_in_use_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "error: " + IN_USE
     assert not snap.exists() and not (tmp_path / "m.safetensors").exists()
+
+
+def test_progress_reads_the_epochs_done_and_the_runs_epochs(epoch1, tmp_path, tiny_model):
+    path = tmp_path / "run.snapshot"
+    path.write_bytes(epoch1)
+    assert snapshot.progress(path) == (1, SGD.epochs) and snapshot.progress(str(path)) == (1, 3)
+    not_one = checkpoints.save_checkpoint(tiny_model.model, {"arch": "mlp", "kwargs": {}}, tmp_path / "m.safetensors")
+    with pytest.raises(SnapshotError, match="m.safetensors is not a training snapshot"):
+        snapshot.progress(not_one)
+
+
+def test_progress_of_a_snapshot_without_its_epochs_is_one_line(epoch1, tmp_path, monkeypatch):
+    path = tmp_path / "run.snapshot"
+    path.write_bytes(epoch1)
+    monkeypatch.setattr(snapshot, "_read", lambda p: ({"format": snapshot.FORMAT, "epoch": 1}, {}))
+    with pytest.raises(SnapshotError, match="run.snapshot is not a training snapshot"):
+        snapshot.progress(path)
