@@ -2,6 +2,7 @@
 
 import json
 import platform
+import subprocess
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ def test_each_side_runs_in_its_own_process_and_the_kept_side_takes_no_fresh_page
     assert freed_memory.main(["--steps", "3", "--pairs", "1", "--batch-size", "64", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["arch"] == "cnn2" and report["batch_size"] == 64 and report["steps"] == 3
+    assert report["precision"] == "fp32"
     default, kept = report["runs"]["default"], report["runs"]["kept"]
     assert len(default) == len(kept) == 1
     assert kept[0]["faults_per_step"] < 20  # the trainer kept its freed blocks
@@ -44,3 +46,52 @@ def test_a_count_below_one_is_one_line(args, capsys):
         freed_memory.main(args)
     assert e.value.code == 2
     assert "must be at least 1" in capsys.readouterr().err
+
+
+class Child:
+    """subprocess.run for main's child processes: each side's figures, or a failure."""
+
+    def __init__(self, fail: bool = False):
+        self.cmds, self.fail = [], fail
+
+    def __call__(self, cmd, capture_output, text):
+        self.cmds.append(cmd)
+        side = cmd[cmd.index("--one") + 1]
+        rate, faults = (1000.0, 2000.0) if side == "default" else (1100.0, 3.0)
+        out = json.dumps({"images_per_s": rate + len(self.cmds), "faults_per_step": faults})
+        return subprocess.CompletedProcess(cmd, 1 if self.fail else 0, "warming up\n" + out + "\n", "boom\nlast line")
+
+
+def test_main_alternates_the_sides_and_prints_each_run_and_the_ratio(monkeypatch, capsys):
+    child = Child()
+    monkeypatch.setattr(freed_memory.subprocess, "run", child)
+    args = ["--pairs", "2", "--precision", "bf16", "--arch", "quickcnn", "--batch-size", "32", "--steps", "7"]
+    assert freed_memory.main(args) == 0
+    sides = [c[c.index("--one") + 1] for c in child.cmds]
+    assert sides == ["default", "kept", "default", "kept"]
+    assert all(c[c.index("--precision") + 1] == "bf16" and c[c.index("--steps") + 1] == "7" for c in child.cmds)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("quickcnn, bf16, batch 32, 7 steps a process, 2 pairs; ") and " cores, flags " in out[0]
+    assert out[1].split() == [
+        "default",
+        "images/s",
+        "1,001,",
+        "1,003",
+        "(median",
+        "1,002);",
+        "page",
+        "faults",
+        "a",
+        "step,",
+        "median",
+        "2,000",
+    ]
+    assert "kept" in out[2] and "(median 1,103)" in out[2] and "median 3" in out[2]
+    assert out[3] == f"  kept / default: {1103 / 1002:.2f}x"
+
+
+def test_a_failed_child_is_one_line_naming_its_side(monkeypatch):
+    monkeypatch.setattr(freed_memory.subprocess, "run", Child(fail=True))
+    with pytest.raises(SystemExit) as e:
+        freed_memory.main(["--pairs", "1"])
+    assert str(e.value) == "freed_memory: the default run failed: ['last line']"

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import ROOT
+from fmnist import jobs
 from fmnist.config import TrainConfig
 from fmnist.data import split_indices
 from fmnist.jobs import JobManager, default_max_running, format_wait, threads_per_run
@@ -409,3 +410,17 @@ def test_the_fork_server_starts_in_the_background_when_the_backend_is_made():
         [sys.executable, "-c", FORKSERVER_PID, "none", "1"], capture_output=True, text=True, cwd=ROOT
     )
     assert alone.stdout.split()[0] == "False", alone.stderr[-2000:]
+
+
+def test_only_a_fork_server_backend_starts_the_fork_server(monkeypatch):
+    """In this process (mutmut sees it): the backend starts `_start_forkserver` in a thread when its start
+    method is forkserver, and not when it is spawn (macOS, Windows)."""
+    started = threading.Event()
+    monkeypatch.setattr(jobs, "_start_forkserver", started.set)
+    monkeypatch.setattr(jobs, "_context", lambda: multiprocessing.get_context("spawn"))
+    jobs.LocalBackend()
+    assert not started.wait(0.5)
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        monkeypatch.setattr(jobs, "_context", lambda: multiprocessing.get_context("forkserver"))
+        jobs.LocalBackend()
+        assert started.wait(10)

@@ -339,3 +339,17 @@ def test_a_trainer_keeps_its_processs_freed_memory(monkeypatch):
     cfg = TrainConfig(arch="logreg", epochs=1)
     train_mod.Trainer.build(cfg, 10, torch.device("cpu"), "fp32", torch.Generator().manual_seed(0))
     assert calls == [1]
+
+
+def test_a_trainer_builds_its_models_options_channels_last_and_precision():
+    cfg = TrainConfig(arch="cnn2", epochs=1, model_kwargs={"kernel_size": 5})
+    tr = train_mod.Trainer.build(cfg, 0, torch.device("cpu"), "bf16", torch.Generator().manual_seed(0))
+    conv = tr.model.features[0]
+    assert conv.kernel_size == (5, 5) and tr.precision == "bf16" and tr.total_steps == 1
+    conv2 = tr.model.features[3]  # 32 input channels: the two layouts differ (with one they coincide)
+    assert tr.channels_last is True and conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv2.weight.is_contiguous()
+    flat = train_mod.Trainer.build(
+        TrainConfig(arch="logreg", epochs=1), 5, torch.device("cpu"), "fp32", torch.Generator()
+    )
+    assert flat.channels_last is False and flat.total_steps == 5
