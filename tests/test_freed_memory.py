@@ -7,6 +7,7 @@ import subprocess
 import pytest
 import torch
 
+from fmnist.runtime import machine
 from scripts import freed_memory
 
 
@@ -71,7 +72,9 @@ def test_main_alternates_the_sides_and_prints_each_run_and_the_ratio(monkeypatch
     assert sides == ["default", "kept", "default", "kept"]
     assert all(c[c.index("--precision") + 1] == "bf16" and c[c.index("--steps") + 1] == "7" for c in child.cmds)
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("quickcnn, bf16, batch 32, 7 steps a process, 2 pairs; ") and " cores, flags " in out[0]
+    assert out[0].startswith("quickcnn, bf16, batch 32, 7 steps a process, 2 pairs; ") and out[0].endswith(
+        f" cores, flags {', '.join(machine()['cpu_flags']) or 'none'}"
+    )
     assert out[1].split() == [
         "default",
         "images/s",
