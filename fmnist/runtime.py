@@ -35,8 +35,8 @@ def keep_freed_memory(libc: object | None = None) -> bool:
     fault in and zero: 270-3,200 page faults per cnn2 step (fp32, batch 128, 11 MB blocks) on a
     2-core AMD EPYC (avx2 only), 0-13 with this, and the step 1.07x faster (docs/RELIABILITY.md).
     Blocks up to 32 MiB then come from the heap and stay there: the process keeps its peak memory
-    until it exits, which is why only training processes call this (`Trainer.build`), never the
-    app server.
+    until it exits. Not on by default: with it in every trainer, the class-load test failed once
+    (tests/test_load.py, one run each way); `scripts/freed_memory.py` calls it to measure it.
 
     Returns whether both settings took: False where the C library is not
     glibc (macOS, Windows, musl), or `mallopt` refuses. `libc` is for tests (default: this process's).

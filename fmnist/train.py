@@ -29,7 +29,7 @@ from .augment import augment_batch
 from .config import TrainConfig
 from .data import FashionMNIST, load_dataset, split_indices
 from .models import count_params, create_model
-from .runtime import autocast, has_conv, keep_freed_memory, pick_device, pick_precision, predict_logits, to_input
+from .runtime import autocast, has_conv, pick_device, pick_precision, predict_logits, to_input
 from .snapshot import held, resume, save_snapshot
 
 Status = Literal["finished", "stopped", "early_stopped", "diverged"]
@@ -168,11 +168,7 @@ class Trainer:
 
     @classmethod
     def build(cls, cfg: TrainConfig, steps: int, device: torch.device, precision: str, gen: torch.Generator) -> Trainer:
-        """A fresh model of `cfg.arch` (initialised from torch's global RNG) on `device`.
-
-        A process that builds a trainer is a training process: its freed memory is kept for the
-        next step (`keep_freed_memory`)."""
-        keep_freed_memory()
+        """A fresh model of `cfg.arch` (initialised from torch's global RNG) on `device`."""
         model = create_model(cfg.arch, **cfg.model_kwargs).to(device)
         channels_last = has_conv(model)
         if channels_last:

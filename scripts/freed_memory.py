@@ -3,7 +3,7 @@
     python scripts/freed_memory.py                      # cnn2, fp32, batch 128, 4 pairs of processes
     python scripts/freed_memory.py --arch quickcnn --batch-size 256 --pairs 6 --json
 
-`fmnist.train.Trainer.build` has glibc's malloc keep freed blocks (`fmnist.runtime.keep_freed_memory`).
+`fmnist.runtime.keep_freed_memory` has glibc's malloc keep freed blocks (not on by default).
 malloc's settings are fixed for a process once changed, so each side runs in fresh processes,
 alternating (glibc's defaults, kept, glibc's defaults, ...): each builds a trainer, takes 5 warm-up
 steps, then times `Trainer.step` over `--steps` real training batches and counts the page faults
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fmnist.runtime import machine  # noqa: E402
+from fmnist.runtime import keep_freed_memory, machine  # noqa: E402
 
 SIDES = ("default", "kept")
 
@@ -39,8 +39,8 @@ def one_run(side: str, arch: str, precision: str, batch: int, steps: int) -> dic
     from fmnist.config import explain_config
     from fmnist.data import load_dataset
 
-    if side == "default":
-        train.keep_freed_memory = lambda: False
+    if side == "kept":
+        keep_freed_memory()
     cfg, _ = explain_config(recipe=arch, batch_size=batch, precision=precision)
     tr = train.Trainer.build(cfg, 10**6, torch.device("cpu"), precision, torch.Generator().manual_seed(0))
     ds = load_dataset()

@@ -29,14 +29,14 @@ def test_the_default_side_leaves_mallocs_settings_alone(monkeypatch):
     from fmnist import train
 
     called, batches = [], []
-    monkeypatch.setattr(train, "keep_freed_memory", lambda: called.append("kept"))
+    monkeypatch.setattr(freed_memory, "keep_freed_memory", lambda: called.append("kept"))
     monkeypatch.setattr(train.Trainer, "step", lambda self, images, labels: batches.append((images, labels)))
     result = freed_memory.one_run("default", "logreg", "fp32", 8, 2)
     assert called == [] and result["images_per_s"] > 0 and result["faults_per_step"] >= 0
     assert len(batches) == 5 + 2  # warm-up, then the timed steps: consecutive real training batches
     assert all(images.shape == (8, 28, 28) and labels.shape == (8,) for images, labels in batches)
     assert not torch.equal(batches[0][0], batches[1][0])
-    monkeypatch.setattr(train, "keep_freed_memory", lambda: called.append("kept"))
+    monkeypatch.setattr(freed_memory, "keep_freed_memory", lambda: called.append("kept"))
     freed_memory.one_run("kept", "logreg", "fp32", 8, 2)
     assert called == ["kept"]
 

@@ -331,16 +331,6 @@ def test_the_first_epoch_is_best_even_when_its_score_is_low():
     assert (best.epoch, best.acc, best.loss) == (1, 0.11, 2.3) and best.state is not None
 
 
-def test_a_trainer_keeps_its_processs_freed_memory(monkeypatch):
-    """Building a trainer marks a training process (the CLI's, a worker's, the fork server's warm-up):
-    its freed blocks stay for the next step (fmnist.runtime.keep_freed_memory); nothing else calls it."""
-    calls = []
-    monkeypatch.setattr(train_mod, "keep_freed_memory", lambda: calls.append(1))
-    cfg = TrainConfig(arch="logreg", epochs=1)
-    train_mod.Trainer.build(cfg, 10, torch.device("cpu"), "fp32", torch.Generator().manual_seed(0))
-    assert calls == [1]
-
-
 def test_a_trainer_builds_its_models_options_channels_last_and_precision():
     cfg = TrainConfig(arch="cnn2", epochs=1, model_kwargs={"kernel_size": 5})
     tr = train_mod.Trainer.build(cfg, 0, torch.device("cpu"), "bf16", torch.Generator().manual_seed(0))
