@@ -21,7 +21,7 @@ from .models import tta_logits
 # The CPU features that decide which precision pays and how fast a run is.
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
-# glibc's mallopt parameters (malloc.h) and what training sets them to: see keep_freed_memory.
+# glibc's mallopt parameters (malloc.h) and what keep_freed_memory sets them to.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 KEEP_MMAP_BYTES = 32 * 2**20  # the largest threshold glibc takes on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
 KEEP_TRIM_BYTES = 1 * 2**30  # free memory kept at the top of the heap before any goes back
@@ -32,8 +32,8 @@ def keep_freed_memory(libc: object | None = None) -> bool:
 
     By default glibc gives a block of 128 KiB or more its own mmap and hands it back when freed, so
     a training step's activations and gradients often arrive as fresh pages that the kernel must
-    fault in and zero: 270-3,200 page faults per cnn2 step (fp32, batch 128, 11 MB blocks) on a
-    2-core AMD EPYC (avx2 only), 0-13 with this, and the step 1.07x faster (docs/RELIABILITY.md).
+    fault in and zero: a median of 2,055 page faults per cnn2 step (fp32, batch 128, 11 MB blocks)
+    on a 2-core AMD EPYC (avx2 only), 21 with this, and the step 1.10x faster (docs/RELIABILITY.md).
     Blocks up to 32 MiB then come from the heap and stay there: the process keeps its peak memory
     until it exits. Not on by default: with it in every trainer, the class-load test failed once
     (tests/test_load.py, one run each way); `scripts/freed_memory.py` calls it to measure it.

@@ -128,6 +128,10 @@ def save_snapshot(run: _Run, epoch: int, path: Path) -> None:
         raise _unwritable(path, e) from None
 
 
+def _not_a_snapshot(path: Path) -> str:
+    return f"{path.name} is not a training snapshot (a file written by train --snapshot)"
+
+
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:
         st = path.stat()
@@ -139,7 +143,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         data = path.read_bytes()
     except OSError as e:
         raise SnapshotError(f"{path.name}: cannot read ({e.strerror})") from None
-    not_one = f"{path.name} is not a training snapshot (a file written by train --snapshot)"
+    not_one = _not_a_snapshot(path)
     try:
         n = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + n]) if 0 < n <= len(data) - 8 else None
@@ -161,7 +165,7 @@ def progress(path: str | os.PathLike) -> tuple[int, int]:
     try:
         return int(meta["epoch"]), int(meta["config"]["epochs"])
     except (KeyError, TypeError, ValueError):
-        raise SnapshotError(f"{path.name} is not a training snapshot (a file written by train --snapshot)") from None
+        raise SnapshotError(_not_a_snapshot(path)) from None
 
 
 def _first_difference(saved: Any, ours: Any, name: str = "") -> str | None:
