@@ -424,3 +424,118 @@ def test_only_a_fork_server_backend_starts_the_fork_server(monkeypatch):
         monkeypatch.setattr(jobs, "_context", lambda: multiprocessing.get_context("forkserver"))
         jobs.LocalBackend()
         assert started.wait(10)
+
+
+class GatedBackend:
+    """A backend whose workers start and are reaped only when the test lets them: what the manager
+    answers meanwhile. A worker asked to stop ends at the next poll."""
+
+    name, queues_itself = "gated", False
+
+    def __init__(self, placed: bool = True, fail: Exception | None = None):
+        self.placed, self.fail = placed, fail  # placed=False: a cluster that keeps the run pending
+        self.may_start, self.may_release = threading.Event(), threading.Event()
+        self.starting, self.releasing = threading.Event(), threading.Event()
+        self.calls: list[tuple[str, int]] = []
+
+    def start(self, job, threads):
+        self.starting.set()
+        assert self.may_start.wait(10)
+        if self.fail is not None:
+            raise self.fail
+        job._proc, job._stop, job.placed = "worker", False, self.placed
+        self.calls.append(("start", job.id))
+
+    def poll(self, job):
+        return [], "the worker ended (exit code 0)" if job._stop else None
+
+    def request_stop(self, job):
+        job._stop = True
+        self.calls.append(("stop", job.id))
+
+    def alive(self, job):
+        return job._proc is not None
+
+    def kill(self, job):
+        self.calls.append(("kill", job.id))
+
+    def release(self, job):
+        self.releasing.set()
+        assert self.may_release.wait(10)
+        job._proc = None
+        self.calls.append(("release", job.id))
+
+    def close(self):
+        pass
+
+
+def _answers_at_once(f):
+    t0 = time.monotonic()
+    out = f()
+    assert time.monotonic() - t0 < 0.5, "the manager's lock was held"
+    return out
+
+
+def test_every_tab_is_answered_while_a_worker_starts_or_is_reaped():
+    backend = GatedBackend()
+    m = JobManager(max_running=1, threads=1, heartbeat_s=None, backend=backend)
+    a = m.submit(TrainConfig(**TINY), owner="a")
+    assert backend.starting.wait(5)  # the pump is inside start(), which will not return yet
+    snap = _answers_at_once(a.snapshot)
+    assert snap.state == "running" and not snap.pending and snap.position is None  # its slot is taken
+    b = _answers_at_once(lambda: m.submit(TrainConfig(**TINY), owner="b"))
+    assert _answers_at_once(b.snapshot).position == 1 and m.status()["running"] == 1
+    _answers_at_once(a.stop)  # no worker to ask yet: it is asked once it exists
+    assert backend.calls == []
+    backend.may_start.set()
+    _wait_for(lambda: a.state == "cancelled", 5)
+    assert backend.calls[:2] == [("start", a.id), ("stop", a.id)] and a.stop_requested is not None
+    assert backend.releasing.wait(5)  # the pump is inside release(), which will not return yet
+    assert _answers_at_once(b.snapshot).state == "running" and a.state == "cancelled" and a.error is None
+    assert ("start", b.id) not in backend.calls  # b has a's slot; its worker starts once a's is reaped
+    backend.may_release.set()
+    _wait_for(lambda: b.state == "running" and ("start", b.id) in backend.calls, 5)
+    assert ("release", a.id) in backend.calls and a._proc is None
+    m.shutdown()
+    assert b.state == "cancelled" and backend.calls[-3:] == [("stop", b.id), ("kill", b.id), ("release", b.id)]
+
+
+def test_a_run_stopped_while_the_cluster_starts_it_leaves_the_cluster_queue():
+    backend = GatedBackend(placed=False)
+    m = JobManager(max_running=1, threads=1, heartbeat_s=None, backend=backend)
+    a = m.submit(TrainConfig(**TINY), owner="a")
+    assert backend.starting.wait(5)
+    assert not a.snapshot().pending  # being started, not yet handed over
+    backend.may_start.set()
+    _wait_for(lambda: a.snapshot().pending, 5)  # handed to the cluster, which has not placed it
+    backend.may_release.set()
+    a.stop("the teacher stopped it")
+    assert a.state == "cancelled" and a.stopped_by == "the teacher stopped it" and ("kill", a.id) in backend.calls
+    m.shutdown()
+
+
+def test_a_run_shut_down_while_its_worker_starts_is_killed_once_it_exists():
+    backend = GatedBackend()
+    backend.may_release.set()
+    m = JobManager(max_running=1, threads=1, heartbeat_s=None, backend=backend)
+    a = m.submit(TrainConfig(**TINY), owner="a")
+    assert backend.starting.wait(5)
+    threading.Timer(0.3, backend.may_start.set).start()
+    m.shutdown(timeout=0.1)
+    assert a.state == "cancelled" and backend.calls == [("start", a.id), ("kill", a.id), ("release", a.id)]
+    with pytest.raises(RuntimeError, match="shut down"):
+        m.submit(TrainConfig(**TINY))
+
+
+def test_a_run_whose_worker_cannot_start_fails_with_the_reason_and_frees_its_slot():
+    backend = GatedBackend(fail=ConnectionError("the cluster went away"))
+    backend.may_start.set()
+    m = JobManager(max_running=1, threads=1, heartbeat_s=None, backend=backend)
+    a = m.submit(TrainConfig(**TINY), owner="a")
+    assert a.wait(5) and a.state == "failed"
+    assert a.error == "could not start the run on the gated backend: ConnectionError: the cluster went away"
+    assert m.status()["running"] == 0 and m.queue.expected_s(a.config) == jobs.DEFAULT_RUN_S  # no pace from it
+    backend.fail = None
+    b = m.submit(TrainConfig(**TINY), owner="b")
+    _wait_for(lambda: ("start", b.id) in backend.calls, 5)
+    m.shutdown()
