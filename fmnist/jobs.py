@@ -7,9 +7,7 @@
 
 A worker process runs `fmnist.train.iter_training` and sends its events back through a
 multiprocessing queue; the manager's pump thread collects them, starts queued jobs as slots free
-up, and reaps finished workers, so a run's memory goes with its process. Starting and reaping a
-worker take seconds on a busy small server, so the pump does both without the manager's lock:
-every tab's snapshot() goes on answering meanwhile. Nothing here knows of
+up, and reaps finished workers, so a run's memory goes with its process. Nothing here knows of
 Streamlit. Where runs train is a backend: `LocalBackend` (worker processes here, the default) or
 `fmnist.ray_backend.RayBackend` (a Ray cluster); `fmnist.ray_backend.make_manager` builds either.
 `follow(job)` yields a job's events as `iter_training` does, so the CLI prints a cluster run like a
@@ -183,8 +181,9 @@ class LocalBackend:
         """`data_dir`: the dataset's folder for every worker (default: where `load_dataset` looks).
 
         The fork server starts now, in the background: it imports torch and warms up (seconds on a
-        small CPU, 8 s on a 2-core AMD EPYC, 2026-12-02), so that a class's first Start does not
-        wait for all of it."""
+        small CPU), and the first run's start waits for it with the manager's lock held, so that a
+        class's first Start would otherwise freeze every tab's page until it is up (8 s on a 2-core
+        AMD EPYC, 2026-12-02)."""
         self._ctx = _context()
         self.data_dir = None if data_dir is None else str(data_dir)
         if self._ctx.get_start_method() == "forkserver":
@@ -477,8 +476,6 @@ class JobManager:
         self.heartbeat_s = heartbeat_s
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
-        self._starting: set[Job] = set()  # holding a slot while the pump starts their workers, unlocked
-        self._releasing: list[Job] = []  # ended, their workers to be reaped by the pump, unlocked
         self._wake = threading.Event()
         self._closed = False
         self._pump = threading.Thread(target=self._pump_loop, name="fmnist-jobs", daemon=True)
@@ -511,9 +508,7 @@ class JobManager:
                 self._end(job, "cancelled")
             elif job.state == "running" and job.stop_requested is None:
                 job.stop_requested, job.stopped_by = time.monotonic(), reason
-                if job in self._starting:  # its worker is being started: the pump stops it once it is
-                    pass
-                elif job.placed:
+                if job.placed:
                     self.backend.request_stop(job)
                 else:  # still pending on the cluster: nothing has trained, nothing to keep
                     self._kill(job, "cancelled", "left the cluster's queue")
@@ -531,7 +526,7 @@ class JobManager:
                 position=position,
                 starts_in=self.queue.starts_in(position) if position else None,
                 run_s=self.queue.expected_s(job.config) if position else None,
-                pending=job.state == "running" and not job.placed and job not in self._starting,
+                pending=job.state == "running" and not job.placed,
                 stopped_by=job.stopped_by,
             )
 
@@ -579,8 +574,7 @@ class JobManager:
             time.sleep(0.05)
         with self._lock:
             for j in list(self.queue.running):
-                if j not in self._starting:  # a starting one is killed by the pump once its worker exists
-                    self._kill(j, "cancelled", "shut down")
+                self._kill(j, "cancelled", "shut down")
         self._wake.set()
         if threading.current_thread() is not self._pump:
             self._pump.join(5)  # it may be polling the backend: let it finish before the backend closes
@@ -592,45 +586,24 @@ class JobManager:
         while True:
             self._wake.wait(0.1)
             self._wake.clear()
-            starting: list[Job] = []
             with self._lock:
                 for job in list(self.queue.running):
-                    if job not in self._starting:
-                        self._drain(job)
+                    self._drain(job)
                 self._expire_orphans()
                 while not self._closed and (job := self.queue.next_to_start()) is not None:
-                    job.state, job.started = "running", time.monotonic()  # its slot is taken from now on
-                    self.queue.started(job)
-                    self._starting.add(job)
-                    starting.append(job)
-                releasing, self._releasing = self._releasing, []
-                done = self._closed and not self.queue.running
-            for job in releasing:  # the lock is free meanwhile: a worker's exit can take seconds
-                self.backend.release(job)
-            for job in starting:
-                self._start(job)
-            if done:
-                return
+                    self._start(job)
+                if self._closed and not self.queue.running:
+                    return
 
     def _start(self, job: Job) -> None:
-        """Start a job's worker without the lock (seconds on a busy server), then catch up with what
-        happened meanwhile: a stop, or the manager's shutdown."""
-        error = None
         try:
             self.backend.start(job, self.threads)
         except Exception as e:  # e.g. the cluster went away: the run fails with the reason, the server goes on
-            error = f"could not start the run on the {self.backend.name} backend: {type(e).__name__}: {e}"
-        with self._lock:
-            self._starting.discard(job)
-            if error is not None:
-                job.error = error
-                self.queue.ended(job, finished=False)
-                self._end(job, "failed")
-            elif self._closed:
-                self._kill(job, "cancelled", "shut down")
-            elif job.stop_requested is not None:
-                job.stop_requested = None  # asked before its worker existed: ask it now
-                self.stop(job, job.stopped_by)
+            job.error = f"could not start the run on the {self.backend.name} backend: {type(e).__name__}: {e}"
+            self._end(job, "failed")
+            return
+        job.state, job.started = "running", time.monotonic()
+        self.queue.started(job)
 
     def _drain(self, job: Job) -> None:
         """Collect the worker's events; end the job when its result arrived or its worker is gone."""
@@ -663,8 +636,7 @@ class JobManager:
                 self.stop(job)
 
     def _reap(self, job: Job, state: JobState) -> None:
-        """End the job now; the pump reaps its worker after it lets go of the lock."""
-        self._releasing.append(job)
+        self.backend.release(job)
         self.queue.ended(job, finished=state == "finished")
         self._end(job, state)
 
