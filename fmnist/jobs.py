@@ -139,7 +139,9 @@ def _worker(cfg: TrainConfig, threads: int, events: Any, stop: Any, data_dir: st
 @contextlib.contextmanager
 def _plain_main():
     """Start workers without the parent's main script: under Streamlit, __main__ is app.py, and
-    multiprocessing would re-run it in every worker (and in the forkserver)."""
+    multiprocessing would re-run it in every worker (and in the forkserver). A tab's script run in
+    another thread can put app.py back meanwhile; then app.py's `__name__` guard makes the worker's
+    re-import do nothing."""
     stub, old = types.ModuleType("__main__"), sys.modules.get("__main__")
     sys.modules["__main__"] = stub
     try:

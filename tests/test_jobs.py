@@ -424,3 +424,35 @@ def test_only_a_fork_server_backend_starts_the_fork_server(monkeypatch):
         monkeypatch.setattr(jobs, "_context", lambda: multiprocessing.get_context("forkserver"))
         jobs.LocalBackend()
         assert started.wait(10)
+
+
+def test_app_py_runs_the_app_as_main_and_does_nothing_when_a_worker_imports_it(monkeypatch):
+    """multiprocessing re-imports the parent's __main__ file in a worker under the name __mp_main__."""
+    import runpy
+
+    import app_support.frame
+
+    calls = []
+    monkeypatch.setattr(app_support.frame, "run_app", lambda: calls.append(1))
+    runpy.run_path(str(ROOT / "app.py"), run_name="__mp_main__")
+    assert calls == []
+    runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
+    assert calls == [1]
+
+
+def test_a_worker_started_while_a_script_run_made_app_py_main_still_trains(monkeypatch):
+    """A tab's script run sets sys.modules["__main__"] to app.py's module in its own thread, so it can
+    undo `_plain_main` just before a worker starts (it failed a CI run: the worker ran the whole app)."""
+    import contextlib
+    import types
+
+    script = types.ModuleType("__main__")
+    script.__file__ = str(ROOT / "app.py")
+    monkeypatch.setattr(jobs, "_plain_main", contextlib.nullcontext)
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    m = JobManager(max_running=1, threads=1, heartbeat_s=None)
+    try:
+        job = m.submit(TrainConfig(**TINY), owner="a", label="tiny")
+        assert job.wait(120) and job.state == "finished", job.snapshot().done
+    finally:
+        m.shutdown()
