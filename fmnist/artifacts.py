@@ -12,9 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch.nn.functional as F
 from torch import nn
 
-from .calibrate import fit_for
+from .calibrate import fit_for, fit_temperature, validation_logits
 from .checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -91,6 +92,15 @@ def save_trained(
     return save_checkpoint(result.model, card, path, overwrite=overwrite, limits=limits), ev
 
 
+def validation_split(card: dict[str, Any]) -> tuple[int, float] | None:
+    """(seed, validation fraction) of the run that made a checkpoint: the split `fmnist.data.split_indices`
+    rebuilds from them. None when it cannot be validated: no split, a subset run, or an ensemble."""
+    cfg = card.get("config") or {}
+    if card.get("arch") == "ensemble" or cfg.get("subset") or not cfg.get("val_fraction"):
+        return None
+    return int(cfg.get("seed", 0)), float(cfg["val_fraction"])
+
+
 def build_ensemble(members: list[Checkpoint], vote: str = "soft") -> nn.Module:
     """An Ensemble whose members carry the weights of saved checkpoints, and each one's flip TTA."""
     if not members:
@@ -114,17 +124,30 @@ def make_ensemble(
     data = data or load_dataset()
     model = build_ensemble(members, vote)
     ev = evaluate_test(model, data=data)
+    config: dict[str, Any] = {"tta_flip": False, "arch": "ensemble"}
+    val: dict[str, Any] = {"split": "none"}  # an ensemble is not trained: only its members' split can validate it
+    splits = {validation_split(m.card) for m in members}
+    if len(splits) == 1 and None not in splits:  # every member held out the same images: the vote is weighed there
+        seed, fraction = splits.pop()
+        config |= {"seed": seed, "val_fraction": fraction}
+        logits, labels = validation_logits(model, config, data)
+        val = val_metrics(
+            float((logits.argmax(1) == labels).float().mean()), float(F.cross_entropy(logits.float(), labels))
+        )
     card = {
         "arch": "ensemble",
         "kwargs": {"members": model.member_specs, "vote": vote},
         "members": [
             {"name": m.name, "arch": m.card["arch"], "test_accuracy": card_test_accuracy(m.card)} for m in members
         ],
-        "metrics": {"test": ev.card_metrics(), "val": {"split": "none"}},  # an ensemble is not validated itself
+        "metrics": {"test": ev.card_metrics(), "val": val},
         "train_time_s": sum(m.card.get("train_time_s", 0) for m in members),
         "data_checksum": data.checksum,
         "command": command,
         "history": [],
-        "config": {"tta_flip": False, "arch": "ensemble"},
+        "config": config,
     }
+    if val["split"] == "validation":  # temperature scaling, fitted on the members' shared validation split
+        card["temperature"] = round(fit_temperature(logits, labels), 4)
+        card["metrics"]["test"]["ece_calibrated"] = ev.calibrated_ece(card["temperature"])
     return Checkpoint(model, card), ev

@@ -52,7 +52,8 @@ def validation_logits(model: nn.Module, config: dict, data: FashionMNIST) -> tup
 
     from .config import TrainConfig
 
-    known = {f.name for f in fields(TrainConfig)}
+    # The split does not depend on the model, so "arch" is left out: an ensemble's is not one TrainConfig trains.
+    known = {f.name for f in fields(TrainConfig)} - {"arch"}
     cfg = TrainConfig.from_dict({k: v for k, v in config.items() if k in known})
     _, val_idx = split_indices(cfg, data.train_labels)
     if len(val_idx) == 0:

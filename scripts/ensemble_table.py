@@ -31,6 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fmnist.artifacts import validation_split  # noqa: E402
 from fmnist.checkpoints import CHECKPOINT_DIR, CheckpointError, list_checkpoints, load_checkpoint  # noqa: E402
 from fmnist.config import TrainConfig  # noqa: E402
 from fmnist.data import FashionMNIST, load_dataset, split_indices  # noqa: E402
@@ -42,14 +43,6 @@ class Member:
     name: str
     val: torch.Tensor  # (N_val, 10) probabilities
     test: torch.Tensor  # (N_test, 10)
-
-
-def split_of(card: dict) -> tuple[int, float] | None:
-    """(seed, validation fraction) of the run that made a checkpoint, or None when it cannot be validated."""
-    cfg = card.get("config") or {}
-    if card.get("arch") == "ensemble" or cfg.get("subset") or not cfg.get("val_fraction"):
-        return None
-    return int(cfg.get("seed", 0)), float(cfg["val_fraction"])
 
 
 def accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
@@ -76,7 +69,7 @@ def forward_selection(cands: list[Member], y_val: torch.Tensor) -> list[Member]:
 
 def run(paths: list[Path], data: FashionMNIST) -> dict:
     cards = {p: load_checkpoint(p) for p in paths}
-    splits = {p: split_of(ck.card) for p, ck in cards.items()}
+    splits = {p: validation_split(ck.card) for p, ck in cards.items()}
     usable = [s for s in splits.values() if s]
     if not usable:
         raise SystemExit("error: none of these checkpoints has a validation split to choose members on")

@@ -221,3 +221,50 @@ def test_make_ensemble_measures_on_the_data_it_is_given(tiny_model, ds):
     assert card["metrics"]["val"] == {"split": "none"} and card["history"] == []  # not validated itself
     assert card["config"] == {"tta_flip": False, "arch": "ensemble"} and card["data_checksum"] == ds.checksum
     assert make_ensemble([member, untimed], "majority", data=small)[0].model.vote == "majority"  # measured as saved
+
+
+def test_validation_split_names_only_checkpoints_that_held_images_out():
+    from fmnist.artifacts import validation_split
+
+    assert validation_split({"arch": "cnn2", "config": {"seed": 3, "val_fraction": 0.1}}) == (3, 0.1)
+    assert validation_split({"arch": "cnn2", "config": {"val_fraction": 0.2}}) == (0, 0.2)
+    assert validation_split({"arch": "cnn2", "config": {"seed": 0, "val_fraction": 0.0}}) is None  # trained on all
+    assert validation_split({"arch": "cnn2", "config": {"seed": 0, "val_fraction": 0.1, "subset": 5000}}) is None
+    assert validation_split({"arch": "ensemble", "config": {"seed": 0, "val_fraction": 0.1}}) is None
+    assert validation_split({"arch": "cnn2"}) is None
+
+
+def test_an_ensemble_whose_members_held_out_the_same_images_is_validated_and_calibrated_on_them(ds, tmp_path):
+    """Members trained on one split (the same seed and fraction): the vote's card has that split's accuracy
+    and loss, and a temperature fitted there, as a trained run's card has; on different splits, neither."""
+    from dataclasses import replace
+
+    import torch.nn.functional as F
+
+    from fmnist.artifacts import make_ensemble
+    from fmnist.calibrate import fit_temperature
+    from fmnist.config import TrainConfig
+    from fmnist.data import split_indices
+    from fmnist.runtime import predict_logits
+
+    quick = load_checkpoint(ROOT / "checkpoints" / "quick.safetensors")
+    assert (quick.card["config"]["seed"], quick.card["config"]["val_fraction"]) == (0, 0.1)
+    small = replace(ds, test_images=ds.test_images[:300], test_labels=ds.test_labels[:300])
+    ens, ev = make_ensemble([quick, flipping(quick)], data=small)
+    card = ens.card
+    _, val_idx = split_indices(TrainConfig(seed=0, val_fraction=0.1), ds.train_labels)
+    assert len(val_idx) == 6000
+    logits, y = predict_logits(ens.model, ds.train_images[val_idx]), ds.train_labels[val_idx]
+    val = card["metrics"]["val"]
+    assert val["split"] == "validation" and val["accuracy"] == pytest.approx((logits.argmax(1) == y).float().mean())
+    assert val["loss"] == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
+    assert card["temperature"] == pytest.approx(fit_temperature(logits, y), abs=1e-4) and card["temperature"] < 0.9
+    assert card["metrics"]["test"]["ece_calibrated"] == ev.calibrated_ece(card["temperature"])
+    assert card["config"] == {"tta_flip": False, "arch": "ensemble", "seed": 0, "val_fraction": 0.1}
+    save_checkpoint(ens.model, card, tmp_path / "vote.safetensors")
+    assert load_checkpoint(tmp_path / "vote.safetensors").temperature == card["temperature"]  # Predict uses it
+    other = Checkpoint(quick.model, {**quick.card, "config": {**quick.card["config"], "seed": 1}})
+    for members in ([quick, other], [quick, Checkpoint(quick.model, {"arch": "quickcnn"})]):
+        unvalidated = make_ensemble(members, data=small)[0].card
+        assert unvalidated["metrics"]["val"] == {"split": "none"} and "temperature" not in unvalidated
+        assert unvalidated["config"] == {"tta_flip": False, "arch": "ensemble"}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fmnist.checkpoints import load_checkpoint
-from scripts.ensemble_table import Member, accuracy, forward_selection, main, markdown, run, split_of, vote
+from scripts.ensemble_table import Member, accuracy, forward_selection, main, markdown, run, vote
 
 ROOT_CKPT = "checkpoints"
 
@@ -48,15 +48,6 @@ def test_the_test_set_never_decides_membership():
     a = member("a", [[0.9, 0.1, 0, 0], [0.1, 0.9, 0, 0], [0, 0, 0.9, 0.1], [0, 0.6, 0, 0.4]], [[0.25] * 4] * 4)
     b = member("b", [[0.25] * 4] * 4, [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
     assert [m.name for m in forward_selection([a, b], Y)] == ["a"]
-
-
-def test_split_of_names_only_checkpoints_that_held_images_out():
-    assert split_of({"arch": "cnn2", "config": {"seed": 3, "val_fraction": 0.1}}) == (3, 0.1)
-    assert split_of({"arch": "cnn2", "config": {"val_fraction": 0.2}}) == (0, 0.2)
-    assert split_of({"arch": "cnn2", "config": {"seed": 0, "val_fraction": 0.0}}) is None  # trained on all
-    assert split_of({"arch": "cnn2", "config": {"seed": 0, "val_fraction": 0.1, "subset": 5000}}) is None
-    assert split_of({"arch": "ensemble", "config": {"seed": 0, "val_fraction": 0.1}}) is None
-    assert split_of({"arch": "cnn2"}) is None
 
 
 def test_vote_is_the_mean_probability():
