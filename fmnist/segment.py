@@ -115,7 +115,8 @@ def segment(rgb: np.ndarray) -> Segmentation:
             "the garment runs past the edges of the photo (or something else does), so the background "
             "cannot be seen around it. Step back so there is table all around the garment"
         )
-    mask = ndimage.binary_fill_holes(one_object(raw))
+    found_object = one_object(raw)
+    mask = ndimage.binary_fill_holes(found_object)
     if mask.mean() > MAX_AREA:
         raise NoGarmentError(
             "the object fills the whole photo, so there is no background to separate it from. "
@@ -141,9 +142,11 @@ def segment(rgb: np.ndarray) -> Segmentation:
         ]
         white = float(np.percentile(ratio[mask], 99)) / LIGHT_FABRIC
         negated = 1.0 - np.clip(ratio / white, 0, 1)
-        # Near the outline a pixel is part garment, part cloth (the blur, the threshold): weigh it by how
-        # far it is from the cloth's level towards the garment's, so no bright ring of cloth is left.
-        core = ndimage.binary_erosion(mask, iterations=max(1, round(min(h, w) / 250)))
+        # Near the outline a pixel is part garment, part cloth (the blur, the threshold), and inside it the
+        # cloth shows through a hole (between a sandal's straps, a bag's handle) that filling the mask
+        # covered: weigh those by how far each is from the cloth's level towards the garment's, so no bright
+        # ring or patch of cloth is left (negated from the garment's white, the dark cloth would be ink).
+        core = ndimage.binary_erosion(mask, iterations=max(1, round(min(h, w) / 250))) & found_object
         part = np.clip((ratio - 1.0) / (lit - 1.0), 0, 1)
         ink = np.where(core, negated, np.where(soft, part * negated, 0.0))
     return Segmentation(mask, ink.astype(np.float32), bg.astype(np.float32), t, notes, lit > 1.0)

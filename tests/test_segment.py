@@ -276,6 +276,24 @@ def test_a_soft_edge_on_dark_cloth_is_weighed_between_cloth_and_garment():
     assert seg.ink[150, 249] == pytest.approx(part * (1 - 4.5 / white), abs=1e-3)
 
 
+def test_dark_cloth_seen_through_a_hole_in_a_light_garment_is_no_ink():
+    """A sandal's straps or a bag's handle on dark cloth: filling the mask covers the cloth between them,
+    and that cloth must come out black, as the white between straps does in the dataset, not as the
+    garment's darkest detail; a darker stripe of the garment itself, which stands out from the cloth,
+    keeps its ink."""
+    from fmnist.segment import LIGHT_FABRIC
+
+    photo = np.full((300, 400, 3), 0.1, np.float32)
+    photo[100:200, 150:250] = 0.8
+    photo[130:170, 180:220] = 0.1  # a hole: the cloth shows through
+    photo[180:190, 150:250] = 0.6  # a darker stripe of the garment
+    seg = segment(photo)
+    assert seg.mask[150, 200]  # the hole is inside the garment's filled outline
+    assert float(seg.ink[135:165, 185:215].max()) == 0.0  # and carries no ink
+    assert seg.ink[185, 200] == pytest.approx(1 - 0.6 / 0.8 * LIGHT_FABRIC, abs=1e-4)
+    assert seg.ink[115, 200] == pytest.approx(1 - LIGHT_FABRIC, abs=1e-4)
+
+
 @pytest.mark.parametrize("level", ["dark", "portrait"])
 def test_the_new_photo_levels_come_back_close_to_their_dataset_images(ds, level):
     rng = np.random.default_rng(3)
