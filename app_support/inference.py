@@ -37,14 +37,23 @@ def preprocessed(data: bytes, max_pixels: int = MAX_PIXELS) -> Preprocessed:
     return preprocess(data, max_pixels=max_pixels)
 
 
-PHOTO_MODEL = "photo"  # checkpoints/photo.safetensors (the `photo` preset): Predict's model for photos
+# Predict's models for photos, in order of preference (docs/RESULTS.md, "Photos from a phone"): the first one
+# saved answers a photo, and the page gives each one's reason. A cut-out garment is not a catalogue image.
+PHOTO_MODELS = {
+    "photo-vote": (
+        "it is the soft vote of the photo model (trained on images made to look like that) and best (the most "
+        "accurate on catalogue images), which got more photos right together than either alone"
+    ),
+    "photo": "this model was trained on images made to look like that",
+}
 
 
 def photo_model(selected: ModelEntry) -> ModelEntry | None:
-    """The saved photo model, when there is one and it is not the selected model already."""
-    if selected.name == PHOTO_MODEL and selected.ref.kind == "file":
+    """The first saved model of PHOTO_MODELS, unless the selected model is one of them already."""
+    if selected.name in PHOTO_MODELS and selected.ref.kind == "file":
         return None
-    return next((e for e in available_models() if e.ref.kind == "file" and e.name == PHOTO_MODEL), None)
+    saved = {e.name: e for e in available_models() if e.ref.kind == "file"}
+    return next((saved[name] for name in PHOTO_MODELS if name in saved), None)
 
 
 def drawing_bytes(result: Any) -> bytes:

@@ -54,6 +54,8 @@ SHIPPED: dict[str, str] = {
     "quick": "train --preset quick",  # the classroom demo
     "best": "train --preset best",  # ResNet-9-style, flip TTA
     "photo": "train --preset photo",  # Predict's model for photos: best's network, photo-like training images
+    "photo-vote": "ensemble checkpoints/photo.safetensors checkpoints/best.safetensors --vote soft",  # Predict's
+    # first choice for photos: the soft vote of the two (docs/RESULTS.md, "Photos from a phone")
     "cnn2-k5": """train --preset cnn2 --model-kwargs '{"kernel_size": 5}'""",  # ensemble member
     "cnn2-k7": """train --preset cnn2 --model-kwargs '{"kernel_size": 7}'""",  # ensemble member
     "ensemble": "ensemble checkpoints/cnn2.safetensors checkpoints/cnn2-k5.safetensors "

@@ -4,7 +4,7 @@ Each photo goes through the same path as an upload (fmnist.preprocess, then the 
 path with its test-time augmentation). A photo the preprocessing refuses counts as wrong, and is
 also counted on its own. At every level, photos of the empty table, of two garments and close-ups
 (a garment running past the frame) check the refusals: they should be refused, never classified.
-Usage: python scripts/photo_eval.py [--models best,photo] [--levels product,phone,hard,dark,portrait]
+Usage: python scripts/photo_eval.py [--models best,photo,photo-vote] [--levels product,phone,hard,dark,portrait]
                                     [--n 200] [--odd 10] [--json]
        python scripts/photo_eval.py --timing   (preprocessing time of a 12 MP phone photo)
 """
@@ -70,7 +70,7 @@ def refusals(images: np.ndarray, labels: np.ndarray, level: str, n: int, seed: i
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="best,photo")
+    ap.add_argument("--models", default="best,photo,photo-vote")
     ap.add_argument("--levels", default=",".join(LEVELS))
     ap.add_argument("--n", type=int, default=200, help="photos per level")
     ap.add_argument("--odd", type=int, default=10, help="empty, two-garment and close-up photos per level")

@@ -214,6 +214,35 @@ def test_a_photo_is_answered_by_the_photo_model_and_the_page_says_so(ckpt_dir, d
     assert any("Top-5 probabilities: quick" in m.value for m in at.markdown)
 
 
+def test_the_photo_vote_answers_photos_before_the_photo_model_and_a_chosen_photo_model_answers_itself(ckpt_dir, ds):
+    """checkpoints/photo-vote.safetensors first, then photo.safetensors (app_support.inference.PHOTO_MODELS):
+    the page names the vote and why; a student who picked either photo model keeps it, with no toggle."""
+    import shutil
+
+    import numpy as np
+    from photos import render
+
+    from app_support.state import ModelRef
+
+    for name in ("photo", "photo-vote"):  # quick stands in for both
+        shutil.copy(ckpt_dir / "quick.safetensors", ckpt_dir / f"{name}.safetensors")
+    at = app()
+    goto(at, PREDICT)
+    at.radio(key="pr_source").set_value("Upload an image").run()
+    photo = render(ds.test_images[2].numpy(), "phone", np.random.default_rng(0))
+    at.file_uploader(key="pr_upload").upload("photo.jpg", photo, "image/jpeg").run()
+    said = [i.value for i in at.info if "Answered by" in i.value]
+    assert said and said[0].startswith("Answered by **photo-vote") and "not quick" in said[0]
+    assert "soft vote of the photo model" in said[0]
+    assert any("Top-5 probabilities: photo-vote" in m.value for m in at.markdown)
+    for name in ("photo", "photo-vote"):
+        at.session_state["model_ref"] = ModelRef.file(ckpt_dir / f"{name}.safetensors")
+        at.run()
+        assert not at.exception and all(t.key != "pr_photo_model" for t in at.toggle)
+        assert not [i for i in at.info if "Answered by" in i.value]
+        assert any(f"Top-5 probabilities: {name}" in m.value for m in at.markdown)
+
+
 def _blank_png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "white").save(buf, "PNG")

@@ -8,7 +8,15 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from app_support.inference import all_votes, drawing_bytes, photo_model, preprocessed, probs, show_explanations
+from app_support.inference import (
+    PHOTO_MODELS,
+    all_votes,
+    drawing_bytes,
+    photo_model,
+    preprocessed,
+    probs,
+    show_explanations,
+)
 from app_support.layers import show_layers
 from app_support.links import apply_predict_link, say_ignored
 from app_support.plots import pixel_img, prob_bars_html, step_tiles
@@ -113,9 +121,8 @@ def answer_photo(entry: ModelEntry, ckpt: Checkpoint, pre: Preprocessed) -> None
         else:
             st.info(
                 f"Answered by **{photo.label}**, not {entry.label}: a garment cut out of a photo is not a "
-                "catalogue image (its fill is uneven, its edges soft, a light fabric comes out faint), and this "
-                "model was trained on images made to look like that. Switch the toggle off to ask "
-                f"{entry.label}."
+                "catalogue image (its fill is uneven, its edges soft, a light fabric comes out faint), and "
+                f"{PHOTO_MODELS[photo.name]}. Switch the toggle off to ask {entry.label}."
             )
             show_answer(photo, photo_ckpt, pre.image, None, pre)
             return
