@@ -8,6 +8,7 @@ either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -28,7 +29,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from .models import ModelSizeError, checked_model_size, count_params, create_model, get_spec
+from .models import Ensemble, ModelSizeError, checked_model_size, count_params, create_model, get_spec
 from .settings import CHECKPOINT_DIR, Settings
 
 FORMAT = "fmnist-checkpoint/1"
@@ -37,6 +38,7 @@ MAX_BYTES = 128 * 2**20  # refuse absurd files before reading them (models.MAX_P
 MAX_HEADER_BYTES = 8 * 2**20  # the safetensors header: the tensor index plus the card
 MAX_CARD_BYTES = 2 * 2**20
 MAX_CARD_DEPTH = 32  # a real card nests 5 deep; 100k-deep JSON would exhaust the recursion limit
+MEMBER_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.safetensors")  # a linked member: a bare name
 LOCK_NAME = ".fmnist.lock"  # every save into a folder holds this lock (filelock: flock, or msvcrt on Windows)
 
 # The shipped checkpoints, in table order, and the CLI arguments that made each one:
@@ -54,12 +56,13 @@ SHIPPED: dict[str, str] = {
     "quick": "train --preset quick",  # the classroom demo
     "best": "train --preset best",  # ResNet-9-style, flip TTA
     "photo": "train --preset photo",  # Predict's model for photos: best's network, photo-like training images
-    "photo-vote": "ensemble checkpoints/photo.safetensors checkpoints/best.safetensors --vote soft",  # Predict's
-    # first choice for photos: the soft vote of the two (docs/RESULTS.md, "Photos from a phone")
+    "photo-vote": "ensemble checkpoints/photo.safetensors checkpoints/best.safetensors --vote soft --link",  # Predict's
+    # first choice for photos: the soft vote of the two (docs/RESULTS.md, "Photos from a phone"), linked: the
+    # file holds their names and checksums, not a second copy of their weights
     "cnn2-k5": """train --preset cnn2 --model-kwargs '{"kernel_size": 5}'""",  # ensemble member
     "cnn2-k7": """train --preset cnn2 --model-kwargs '{"kernel_size": 7}'""",  # ensemble member
     "ensemble": "ensemble checkpoints/cnn2.safetensors checkpoints/cnn2-k5.safetensors "
-    "checkpoints/cnn2-k7.safetensors --vote majority",  # the report's majority vote
+    "checkpoints/cnn2-k7.safetensors --vote majority --link",  # the report's majority vote
 }
 
 
@@ -181,11 +184,11 @@ def round_to_fp16(model: nn.Module) -> nn.Module:
     return model
 
 
-def to_bytes(model: nn.Module, card: dict[str, Any]) -> bytes:
-    """Serialise weights (floats as fp16: half the size, accuracy unchanged) and card."""
+def to_bytes(model: nn.Module | None, card: dict[str, Any]) -> bytes:
+    """Serialise weights (floats as fp16: half the size, accuracy unchanged) and card; no weights for None."""
     state = {
         k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()).contiguous().clone()
-        for k, v in model.state_dict().items()
+        for k, v in (model.state_dict().items() if model is not None else ())
     }
     return st_save(state, metadata={"format": FORMAT, "card": json.dumps(card, default=_json_default)})
 
@@ -198,6 +201,24 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a checkpoint file's bytes (read as load_checkpoint reads them)."""
+    with _open_regular(path) as (f, size):
+        return hashlib.sha256(f.read(size + 1)).hexdigest()
+
+
+def _member_files(model: nn.Module, linked: list[Path], folder: Path) -> list[dict[str, str]]:
+    """The card's `member_files` for an ensemble whose members are the checkpoints `linked`."""
+    if not isinstance(model, Ensemble) or len(model.members) != len(linked):
+        raise CheckpointError("only an ensemble can link its members' files, one file per member")
+    out = []
+    for p in map(Path, linked):
+        if p.resolve().parent != folder.resolve() or not MEMBER_FILE.fullmatch(p.name):
+            raise CheckpointError(f"{p.name}: a linked member must be a checkpoint in the ensemble's own folder")
+        out.append({"file": p.name, "sha256": file_sha256(p)})
+    return out
+
+
 def save_checkpoint(
     model: nn.Module,
     card: dict[str, Any],
@@ -205,6 +226,7 @@ def save_checkpoint(
     *,
     overwrite: bool = True,
     limits: FolderLimits | None = None,
+    linked: list[Path] | None = None,
 ) -> Path:
     """Write `model` and its `card` (must hold 'arch' and 'kwargs') to `path`, atomically.
 
@@ -216,16 +238,21 @@ def save_checkpoint(
         overwrite: replace an existing file; if False the file is created exclusively, and a
             name that exists (or appears meanwhile) raises CheckpointExists.
         limits: a quota for the folder (FolderFull when it would be exceeded).
+        linked: for an ensemble, its members' files, in member order: the file then holds no weights,
+            only each member's name and sha256 (`member_files`), and loads from the members' files,
+            which must lie in the same folder. CheckpointError otherwise.
     """
     path = Path(path)
     if path.suffix != SUFFIX:
         path = path.with_name(path.name + SUFFIX)
     card = {**card, "format": FORMAT, "params": count_params(model)}
+    if linked is not None:
+        card["member_files"] = _member_files(model, linked, path.parent)
     card.setdefault("versions", versions())
     card.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     card.setdefault("name", path.stem)
     get_spec(card["arch"])  # refuse to write what we could not load back
-    data = to_bytes(model, card)
+    data = to_bytes(None if linked is not None else model, card)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(path.parent):
         _remove_stale_temps(path.parent)
@@ -350,6 +377,8 @@ def _parse_header(header: bytes, source: str) -> tuple[dict[str, Any], dict[str,
         raise CheckpointError(f"{source}: model card nests deeper than {MAX_CARD_DEPTH} levels")
     if not isinstance(card.get("kwargs", {}), dict):
         raise CheckpointError(f"{source}: model card is damaged (kwargs is not an object)")
+    if "member_files" in card and not _good_member_files(card):
+        raise CheckpointError(f"{source}: model card is damaged (member_files)")
     try:
         checked_model_size(card["arch"], **card.get("kwargs", {}))  # on the meta device: allocates nothing
     except (KeyError, ModelSizeError) as e:
@@ -357,6 +386,47 @@ def _parse_header(header: bytes, source: str) -> tuple[dict[str, Any], dict[str,
             f"{source}: cannot build {card['arch']!r} from its card ({str(e).strip(chr(39))})"
         ) from None
     return obj, card
+
+
+def _good_member_files(card: dict[str, Any]) -> bool:
+    """Whether a card's `member_files` names one file (a bare name) and one sha256 per ensemble member."""
+    files, members = card["member_files"], card.get("kwargs", {}).get("members")
+    return (
+        card["arch"] == "ensemble"
+        and isinstance(files, list)
+        and isinstance(members, list)
+        and len(files) == len(members) > 0
+        and all(
+            isinstance(m, dict)
+            and isinstance(m.get("file"), str)
+            and MEMBER_FILE.fullmatch(m["file"]) is not None
+            and isinstance(m.get("sha256"), str)
+            and re.fullmatch("[0-9a-f]{64}", m["sha256"]) is not None
+            for m in files
+        )
+    )
+
+
+def _linked_state(card: dict[str, Any], folder: Path, source: str) -> dict[str, torch.Tensor]:
+    """A linked ensemble's weights: each member's file from `folder`, checked against its sha256."""
+    state: dict[str, torch.Tensor] = {}
+    for i, m in enumerate(card["member_files"]):
+        try:
+            with _open_regular(folder / m["file"]) as (f, size):
+                data = f.read(size + 1)
+        except (CheckpointError, OSError) as e:
+            raise CheckpointError(f"{source}: its member {m['file']} cannot be read ({e})") from None
+        if hashlib.sha256(data).hexdigest() != m["sha256"]:
+            raise CheckpointError(
+                f"{source}: its member {m['file']} has changed since the vote was made; "
+                f"make it again ({card.get('command') or 'python -m fmnist ensemble ... --link'})"
+            )
+        try:
+            member = st_load(data)
+        except (SafetensorError, ValueError, OverflowError) as e:
+            raise CheckpointError(f"{source}: its member {m['file']} is not valid: {str(e)[:120]}") from None
+        state |= {f"members.{i}.{k}": v for k, v in member.items()}
+    return state
 
 
 def _header_length(prefix: bytes, total: int, source: str) -> int:
@@ -367,11 +437,12 @@ def _header_length(prefix: bytes, total: int, source: str) -> int:
     return n
 
 
-def from_bytes(data: bytes, source: str = "checkpoint") -> Checkpoint:
+def from_bytes(data: bytes, source: str = "checkpoint", folder: Path | None = None) -> Checkpoint:
     """Parse checkpoint bytes (safetensors only: no pickle, no code execution).
 
     The card is checked first; the model is sized on the meta device before anything is
-    allocated; every weight must be a finite float where the architecture has a float.
+    allocated; every weight must be a finite float where the architecture has a float. A linked
+    ensemble (`member_files`) takes its weights from its members' files in `folder`.
 
     Raises:
         CheckpointError: with a one-line reason.
@@ -387,6 +458,10 @@ def from_bytes(data: bytes, source: str = "checkpoint") -> Checkpoint:
         state = st_load(data)
     except (SafetensorError, ValueError, OverflowError) as e:
         raise CheckpointError(f"{source} is not a valid fmnist checkpoint: {str(e)[:120]}") from None
+    if "member_files" in card:
+        if folder is None:
+            raise CheckpointError(f"{source} links its members' files: load it from the folder it was saved in")
+        state = _linked_state(card, folder, source)
     expected = model.state_dict()
     for k, v in state.items():
         want = expected.get(k)
@@ -433,7 +508,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             data = f.read(size + 1)
         except OSError as e:
             raise CheckpointError(f"{path.name}: cannot read ({e.strerror})") from None
-    ckpt = from_bytes(data, path.name)
+    ckpt = from_bytes(data, path.name, path.parent)
     ckpt.path = path
     return ckpt
 
@@ -448,7 +523,11 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
             header = f.read(n)
         except OSError as e:
             raise CheckpointError(f"{path.name}: cannot read ({e.strerror})") from None
-    return _parse_header(header, path.name)[1]
+    card = _parse_header(header, path.name)[1]
+    for m in card.get("member_files", ()):  # a linked ensemble is listed only while its members are there
+        if not (path.parent / m["file"]).is_file():
+            raise CheckpointError(f"{path.name}: its member {m['file']} is missing")
+    return card
 
 
 def list_checkpoints(directory: str | os.PathLike = CHECKPOINT_DIR) -> list[Path]:

@@ -442,7 +442,7 @@ def cmd_ensemble(a: argparse.Namespace) -> int:
         raise CLIError(f"{out} exists; pass --force to replace it, or choose another --out")
     members = [load_checkpoint(p) for p in a.checkpoints]
     ens, full = make_ensemble(members, a.vote, a.command_line, data=load_dataset(a.data_dir))
-    path = save_checkpoint(ens.model, ens.card, out)
+    path = save_checkpoint(ens.model, ens.card, out, linked=[Path(p) for p in a.checkpoints] if a.link else None)
     if a.json:
         emit_json({"checkpoint": str(path), "test_accuracy": full.accuracy, "members": ens.card["members"]})
     else:
@@ -614,6 +614,12 @@ def _checkpoint_parsers(add: Any) -> None:
     en.add_argument("--vote", choices=["soft", "majority"], default="soft")
     en.add_argument("--out", required=True)
     en.add_argument("--force", action="store_true", help="replace an existing --out file")
+    en.add_argument(
+        "--link",
+        action="store_true",
+        help="store only the members' names and checksums, not a copy of their weights (the members must "
+        "lie in --out's folder; the vote then loads from their files, and refuses to if one has changed)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -268,3 +268,103 @@ def test_an_ensemble_whose_members_held_out_the_same_images_is_validated_and_cal
         unvalidated = make_ensemble(members, data=small)[0].card
         assert unvalidated["metrics"]["val"] == {"split": "none"} and "temperature" not in unvalidated
         assert unvalidated["config"] == {"tta_flip": False, "arch": "ensemble"}
+
+
+def _linked_vote(tmp_path):
+    """Two saved cnn2 members (kernel 3 and 5) and their soft vote, linked, in one folder."""
+    from fmnist.artifacts import build_ensemble
+
+    torch.manual_seed(0)
+    paths = [
+        save_checkpoint(
+            create_model("cnn2", kernel_size=k), {**_card("cnn2"), "kwargs": {"kernel_size": k}}, tmp_path / n
+        )
+        for n, k in (("a", 3), ("b", 5))
+    ]
+    members = [load_checkpoint(p) for p in paths]
+    ens = build_ensemble(members)
+    card = {"arch": "ensemble", "kwargs": {"members": ens.member_specs, "vote": "soft"}, "command": "REMAKE"}
+    return paths, ens, save_checkpoint(ens, card, tmp_path / "vote", linked=paths)
+
+
+def test_a_linked_ensemble_stores_no_weights_and_loads_its_members_files(tmp_path, ds):
+    (a, b), ens, path = _linked_vote(tmp_path)
+    copied = save_checkpoint(ens, {"arch": "ensemble", "kwargs": {"members": ens.member_specs}}, tmp_path / "copy")
+    assert path.stat().st_size < 4096 < a.stat().st_size + b.stat().st_size < copied.stat().st_size + 4096
+    files = read_card(path)["member_files"]
+    assert [m["file"] for m in files] == ["a.safetensors", "b.safetensors"]
+    assert files[0]["sha256"] == __import__("hashlib").sha256(a.read_bytes()).hexdigest()
+    x = to_input(ds.test_images[:8])
+    with torch.no_grad():
+        assert torch.equal(load_checkpoint(path).model(x), load_checkpoint(copied).model(x))
+    with pytest.raises(
+        CheckpointError, match="^vote links its members' files: load it from the folder it was saved in$"
+    ):
+        from_bytes(path.read_bytes(), "vote")
+
+
+def test_a_linked_ensemble_refuses_a_changed_or_missing_member_in_one_line(tmp_path):
+    (a, b), _, path = _linked_vote(tmp_path)
+    save_checkpoint(create_model("cnn2", kernel_size=5), {**_card("cnn2"), "kwargs": {"kernel_size": 5}}, b)
+    with pytest.raises(
+        CheckpointError,
+        match=r"^vote.safetensors: its member b.safetensors has changed since the vote was made; "
+        r"make it again \(REMAKE\)$",
+    ):
+        load_checkpoint(path)
+    assert read_card(path)["arch"] == "ensemble"  # still listed: the file is there
+    a.unlink()
+    with pytest.raises(CheckpointError, match="^vote.safetensors: its member a.safetensors is missing$"):
+        read_card(path)
+    with pytest.raises(
+        CheckpointError,
+        match=r"^vote.safetensors: its member a.safetensors cannot be read \(no checkpoint at a.safetensors\)$",
+    ):
+        load_checkpoint(path)
+    from fmnist.checkpoints import scan_cards
+
+    assert [p.name for p, _ in scan_cards(tmp_path)] == ["b.safetensors"]  # the broken vote is not listed
+
+
+def test_only_an_ensemble_links_and_only_to_files_beside_it(tmp_path):
+    (a, b), ens, _ = _linked_vote(tmp_path)
+    card = {"arch": "ensemble", "kwargs": {"members": ens.member_specs}}
+    with pytest.raises(CheckpointError, match="^only an ensemble can link its members' files, one file per member$"):
+        save_checkpoint(ens, card, tmp_path / "v", linked=[a])
+    with pytest.raises(CheckpointError, match="^only an ensemble can link"):
+        save_checkpoint(create_model("mlp"), _card(), tmp_path / "v", linked=[a])
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(
+        CheckpointError, match="^a.safetensors: a linked member must be a checkpoint in the ensemble's own folder$"
+    ):
+        save_checkpoint(ens, card, tmp_path / "sub" / "v", linked=[a, b])
+    assert not (tmp_path / "v.safetensors").exists() and not (tmp_path / "sub" / "v.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        "a.safetensors",
+        [{"file": "a.safetensors", "sha256": "0" * 64}],  # one file for two members
+        [{"file": "../a.safetensors", "sha256": "0" * 64}] * 2,  # outside the folder
+        [{"file": "a.safetensors", "sha256": "0" * 63}] * 2,
+        [{"file": "a.safetensors", "sha256": "0" * 63 + "G"}] * 2,
+        [{"file": "a.pt", "sha256": "0" * 64}] * 2,
+        [{"sha256": "0" * 64}] * 2,
+        ["a.safetensors"] * 2,
+    ],
+)
+def test_a_damaged_member_list_is_refused_in_one_line(tmp_path, files):
+    import json
+
+    from safetensors.torch import save
+
+    (a, b), ens, path = _linked_vote(tmp_path)
+    card = read_card(path) | {"member_files": files}
+    data = save({}, metadata={"format": "fmnist-checkpoint/1", "card": json.dumps(card)})
+    with pytest.raises(CheckpointError, match=r"^x: model card is damaged \(member_files\)$"):
+        from_bytes(data, "x", tmp_path)
+    mlp = _card() | {"member_files": [{"file": "a.safetensors", "sha256": "0" * 64}]}
+    data = save({}, metadata={"format": "fmnist-checkpoint/1", "card": json.dumps(mlp)})
+    with pytest.raises(CheckpointError, match=r"^x: model card is damaged \(member_files\)$"):
+        from_bytes(data, "x", tmp_path)

@@ -103,6 +103,26 @@ def test_ensemble_from_saved(trained, tmp_path, capsys):
     assert len(load_checkpoint(out["checkpoint"]).model.members) == 1
 
 
+def test_a_linked_ensemble_from_the_cli_is_small_and_answers_as_the_copied_one(trained, tmp_path, capsys, ds):
+    import torch
+
+    from fmnist.runtime import to_input
+
+    copied = tmp_path / "copied.safetensors"
+    assert main(["ensemble", str(trained), str(trained), "--out", str(copied)]) == 0
+    linked = trained.with_name("linked.safetensors")  # beside its member
+    assert main(["ensemble", str(trained), str(trained), "--link", "--out", str(linked)]) == 0
+    assert "soft vote of 2 models" in capsys.readouterr().out
+    assert linked.stat().st_size < 4096 < trained.stat().st_size
+    x = to_input(ds.test_images[:8])
+    with torch.no_grad():
+        assert torch.equal(load_checkpoint(linked).model(x), load_checkpoint(copied).model(x))
+    assert main(["ensemble", str(trained), "--link", "--out", str(tmp_path / "far")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: tiny.safetensors: a linked member must be a checkpoint in the ensemble's own folder"
+    assert not (tmp_path / "far.safetensors").exists()
+
+
 @pytest.mark.parametrize(
     "args, msg",
     [
