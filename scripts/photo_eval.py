@@ -5,7 +5,9 @@ path with its test-time augmentation). A photo the preprocessing refuses counts 
 also counted on its own. At every level, photos of the empty table, of two garments and close-ups
 (a garment running past the frame) check the refusals: they should be refused, never classified.
 Usage: python scripts/photo_eval.py [--models best,photo,photo-vote] [--levels product,phone,hard,dark,portrait]
-                                    [--n 200] [--odd 10] [--json]
+                                    [--n 200] [--odd 10] [--seed 0] [--votes photo+best,...] [--json]
+--votes adds rows for soft votes of the loaded models (the mean of their probabilities, each with its own
+flip TTA, as `fmnist.models.Ensemble` votes), to choose a vote on the tuning seeds before saving one.
        python scripts/photo_eval.py --timing   (preprocessing time of a 12 MP phone photo)
 """
 
@@ -75,11 +77,17 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=200, help="photos per level")
     ap.add_argument("--odd", type=int, default=10, help="empty, two-garment and close-up photos per level")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--votes", default="", help="soft votes of --models to add, e.g. photo+best,photo+quick+best")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--timing", action="store_true", help="only time preprocessing of 12 MP phone photos")
     a = ap.parse_args()
     if a.timing:
         return timing()
+    votes = [v for v in a.votes.split(",") if v]
+    names = {Path(m).stem for m in a.models.split(",")}
+    for vote in votes:
+        if not set(vote.split("+")) <= names:
+            ap.error(f"--votes {vote}: every member must be one of --models ({', '.join(sorted(names))})")
     ds = load_dataset()
     images, labels = ds.test_images.numpy(), ds.test_labels.numpy()
     models = {  # a name in checkpoints/, or a path
@@ -99,9 +107,15 @@ def main() -> int:
             ms.append((time.perf_counter() - t) * 1000)
         out["refused"][level] = {"garment photos": refused, **refusals(images, labels, level, a.odd, a.seed)}
         out["preprocess_ms"][level] = round(float(np.median(ms)), 1)
-        for name, ck in models.items():
-            x = torch.from_numpy(np.stack(xs)) if xs else torch.zeros(0, 28, 28, dtype=torch.uint8)
-            pred = predict_logits(ck.model, x, tta_flip=ck.tta_flip).argmax(1).numpy() if xs else np.array([])
+        x = torch.from_numpy(np.stack(xs)) if xs else None
+        probs = {
+            name: predict_logits(ck.model, x, tta_flip=ck.tta_flip).softmax(1) if xs else torch.zeros(0, 10)
+            for name, ck in models.items()
+        }
+        for vote in votes:
+            probs[vote] = torch.stack([probs[m] for m in vote.split("+")]).mean(0)
+        for name, pr in probs.items():
+            pred = pr.argmax(1).numpy()
             out["accuracy"].setdefault(name, {})[level] = float((pred == np.array(ys)).sum() / a.n)
     if a.json:
         print(json.dumps(out))
