@@ -207,14 +207,18 @@ def file_sha256(path: Path) -> str:
         return hashlib.sha256(f.read(size + 1)).hexdigest()
 
 
-def _member_files(model: nn.Module, linked: list[Path], folder: Path) -> list[dict[str, str]]:
+def _member_files(model: nn.Module, linked: list[Path], out_path: Path) -> list[dict[str, str]]:
     """The card's `member_files` for an ensemble whose members are the checkpoints `linked`."""
     if not isinstance(model, Ensemble) or len(model.members) != len(linked):
         raise CheckpointError("only an ensemble can link its members' files, one file per member")
-    out = []
+    out, folder = [], out_path.parent
     for p in map(Path, linked):
-        if p.resolve().parent != folder.resolve() or not MEMBER_FILE.fullmatch(p.name):
+        if p.resolve().parent != folder.resolve():
             raise CheckpointError(f"{p.name}: a linked member must be a checkpoint in the ensemble's own folder")
+        if not MEMBER_FILE.fullmatch(p.name):
+            raise CheckpointError(f"{p.name}: a linked member's name may hold only letters, digits, '_', '-' and '.'")
+        if p.resolve() == out_path.resolve():
+            raise CheckpointError(f"{p.name} is a member of this vote: the vote cannot be saved over it")
         out.append({"file": p.name, "sha256": file_sha256(p)})
     return out
 
@@ -247,7 +251,7 @@ def save_checkpoint(
         path = path.with_name(path.name + SUFFIX)
     card = {**card, "format": FORMAT, "params": count_params(model)}
     if linked is not None:
-        card["member_files"] = _member_files(model, linked, path.parent)
+        card["member_files"] = _member_files(model, linked, path)
     card.setdefault("versions", versions())
     card.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     card.setdefault("name", path.stem)

@@ -339,6 +339,16 @@ def test_only_an_ensemble_links_and_only_to_files_beside_it(tmp_path):
     ):
         save_checkpoint(ens, card, tmp_path / "sub" / "v", linked=[a, b])
     assert not (tmp_path / "v.safetensors").exists() and not (tmp_path / "sub" / "v.safetensors").exists()
+    before = a.read_bytes()
+    with pytest.raises(
+        CheckpointError, match="^a.safetensors is a member of this vote: the vote cannot be saved over it$"
+    ):
+        save_checkpoint(ens, card, a, linked=[a, b])
+    assert a.read_bytes() == before  # the member is untouched
+    odd = tmp_path / "my model.safetensors"
+    odd.write_bytes(before)
+    with pytest.raises(CheckpointError, match="^my model.safetensors: a linked member's name may hold only letters"):
+        save_checkpoint(ens, card, tmp_path / "v", linked=[odd, b])
 
 
 @pytest.mark.parametrize(
