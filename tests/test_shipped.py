@@ -17,6 +17,15 @@ def test_shipped_set_is_complete():
     assert sum(p.stat().st_size for p in PATHS) < 20 * 2**20  # a few MB each, no LFS
 
 
+def test_a_shipped_vote_links_its_shipped_members_instead_of_copying_their_weights():
+    votes = {p.stem: read_card(p) for p in PATHS if read_card(p)["arch"] == "ensemble"}
+    assert {"photo-vote", "ensemble"} <= set(votes)
+    for name, card in votes.items():
+        files = [m["file"] for m in card["member_files"]]
+        assert len(files) == len(card["members"]) > 1 and set(files) <= {p.name for p in PATHS} - {f"{name}.safetensors"}
+        assert (ROOT / "checkpoints" / f"{name}.safetensors").stat().st_size < 8192
+
+
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_checkpoint_matches_its_card(path, ds):
     ck = load_checkpoint(path)  # safetensors only: no pickle can run
