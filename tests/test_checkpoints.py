@@ -374,7 +374,42 @@ def test_a_damaged_member_list_is_refused_in_one_line(tmp_path, files):
     data = save({}, metadata={"format": "fmnist-checkpoint/1", "card": json.dumps(card)})
     with pytest.raises(CheckpointError, match=r"^x: model card is damaged \(member_files\)$"):
         from_bytes(data, "x", tmp_path)
-    mlp = _card() | {"member_files": [{"file": "a.safetensors", "sha256": "0" * 64}]}
-    data = save({}, metadata={"format": "fmnist-checkpoint/1", "card": json.dumps(mlp)})
-    with pytest.raises(CheckpointError, match=r"^x: model card is damaged \(member_files\)$"):
-        from_bytes(data, "x", tmp_path)
+    one = [{"file": "a.safetensors", "sha256": "0" * 64}]
+    for odd in (  # not an ensemble; an ensemble card without kwargs; no members and no files
+        _card() | {"member_files": one},
+        {"arch": "ensemble", "member_files": one},
+        {"arch": "ensemble", "kwargs": {"members": []}, "member_files": []},
+    ):
+        data = save({}, metadata={"format": "fmnist-checkpoint/1", "card": json.dumps(odd)})
+        with pytest.raises(CheckpointError, match=r"^x: model card is damaged \(member_files\)$"):
+            from_bytes(data, "x", tmp_path)
+
+
+def test_a_linked_member_that_is_not_a_checkpoint_is_one_line_and_the_remedy_is_named(tmp_path):
+    import hashlib
+    import json
+
+    from safetensors.torch import save
+
+    (a, b), _, path = _linked_vote(tmp_path)
+    b.write_bytes(b"not safetensors at all")
+    card = read_card(path)
+    card.pop("command")
+    card["member_files"][1]["sha256"] = hashlib.sha256(b.read_bytes()).hexdigest()
+    data = save({}, metadata={"format": "fmnist-checkpoint/1", "card": json.dumps(card)})
+    with pytest.raises(CheckpointError, match=r"^v: its member b.safetensors is not valid: \S.{0,119}$"):
+        from_bytes(data, "v", tmp_path)
+    card["member_files"][1]["sha256"] = "0" * 64
+    data = save({}, metadata={"format": "fmnist-checkpoint/1", "card": json.dumps(card)})
+    with pytest.raises(CheckpointError, match=r"make it again \(python -m fmnist ensemble \.\.\. --link\)$"):
+        from_bytes(data, "v", tmp_path)
+
+
+def test_read_card_names_the_file_in_its_errors(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x08" + b"\x00" * 7 + b"{}")
+    with pytest.raises(CheckpointError, match="^bad.safetensors is not a valid fmnist checkpoint: bad header length$"):
+        read_card(bad)
+    bad.write_bytes(b"\x02" + b"\x00" * 7 + b"{}")
+    with pytest.raises(CheckpointError, match="^bad.safetensors is a safetensors file but not an fmnist checkpoint"):
+        read_card(bad)
