@@ -5,7 +5,7 @@
 The weights are not touched (the script checks they are bit-identical after the rewrite); only the
 card gains `temperature` and `metrics.test.ece_calibrated`. New runs get both at save time
 (fmnist.artifacts.save_trained). Ensembles are skipped: `fmnist ensemble` fits theirs when the members share
-a validation split (`photo-vote`); `ensemble` was made before it did, and has none.
+a validation split (both shipped votes, `photo-vote` and `ensemble`).
 """
 
 from __future__ import annotations

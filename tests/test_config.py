@@ -268,9 +268,11 @@ def test_the_student_preset_is_quick_on_5000_images_and_changes_nothing_of_quick
     assert shared == []  # no dict that one preset could change for both
 
 
-def test_the_photo_preset_is_the_resnet_recipe_with_photo_like_images():
+def test_the_photo_preset_is_the_resnet_recipe_run_bests_epochs_with_photo_like_images():
     photo, resnet = PRESETS["photo"], PRESETS["resnet"]
-    assert {k: v for k, v in photo.items() if k != "augment"} == {k: v for k, v in resnet.items() if k != "augment"}
+    same = {k: v for k, v in resnet.items() if k not in ("augment", "epochs")}
+    assert {k: v for k, v in photo.items() if k not in ("augment", "epochs")} == same
+    assert photo["epochs"] == PRESETS["best"]["epochs"] == 64 and resnet["epochs"] == 24
     assert photo["augment"] == {"flip": True, "shift": 0.1, "rotate": 12.0, "zoom": 0.1, "erase": 0.5, "photo": 0.5}
     cfg = make_config(preset="photo", photo=0.2, crop=2, erase_value=0.5)
     assert (cfg.augment.photo, cfg.augment.crop, cfg.augment.erase_value, cfg.augment.rotate) == (0.2, 2, 0.5, 12.0)
