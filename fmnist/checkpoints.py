@@ -3,7 +3,9 @@
 Loading never unpickles anything, so a file cannot run code: weights are parsed by
 safetensors and the card is plain JSON in the safetensors header. Writes go to a temp file
 in the same folder, are fsynced, then renamed over the target, so a killed process leaves
-either the old file or the new one, never half of one.
+either the old file or the new one, never half of one. A linked vote (`save_checkpoint(...,
+linked=...)`) holds only its card: its weights are its members' files beside it, each checked
+against the sha256 its card records.
 """
 
 from __future__ import annotations
