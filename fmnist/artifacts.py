@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,13 @@ from .checkpoints import (
     CheckpointError,
     FolderLimits,
     card_test_accuracy,
+    load_checkpoint,
     round_to_fp16,
     save_checkpoint,
+    shipped_command,
     versions,
 )
+from .config import TrainConfig
 from .data import FashionMNIST, load_dataset
 from .evaluate import EvalResult, evaluate_test
 from .models import create_model
@@ -151,3 +155,60 @@ def make_ensemble(
         card["temperature"] = round(fit_temperature(logits, labels), 4)
         card["metrics"]["test"]["ece_calibrated"] = ev.calibrated_ece(card["temperature"])
     return Checkpoint(model, card), ev
+
+
+# The options a shipped model may have been run with other than its SHIPPED command says: how the run was
+# executed (the card records what it ran on), not what it trained.
+HOW_RUN = frozenset({"device", "precision", "log_every"})
+
+
+def shipped_config(name: str) -> tuple[TrainConfig, str | None]:
+    """(the TrainConfig, the preset) that shipped checkpoint `name`'s SHIPPED command trains.
+
+    Raises CheckpointError for a name SHIPPED does not list, or one made by another command (a vote).
+    """
+    from .checkpoints import SHIPPED
+    from .cli import build_config, parser  # the CLI's own reading of the command: no second parser to drift
+
+    if name not in SHIPPED:
+        raise CheckpointError(f"{name!r} is not a shipped name; list its command in fmnist.checkpoints.SHIPPED first")
+    argv = shlex.split(SHIPPED[name])
+    if argv[0] != "train":
+        raise CheckpointError(f"{name} is made by `{shipped_command(name)}`, which writes it: run that instead")
+    a = parser().parse_args(argv)
+    return build_config(a)[0], a.preset
+
+
+def ship(src: str | os.PathLike, name: str, directory: str | os.PathLike, note: str | None = None) -> Path:
+    """Put trained checkpoint `src` into `directory` as shipped checkpoint `name`, its weights unchanged.
+
+    The card then names `name` and the command SHIPPED lists for it (what tests/test_shipped.py checks);
+    the command that actually ran is kept as `trained_as`, and `note` says how it ran, if given. Refused
+    in one line (CheckpointError) unless the run finished and its card's options are those the shipped
+    command trains (`HOW_RUN` aside), so a card never claims a recipe its weights did not come from.
+    """
+    want, preset = shipped_config(name)
+    ck = load_checkpoint(src)
+    label = Path(src).name
+    if ck.card.get("status") != "finished":
+        raise CheckpointError(f"{label}: its run did not finish ({ck.card.get('status')!r}); ship only finished runs")
+    try:
+        config = ck.card.get("config")
+        if not isinstance(config, dict) or "arch" not in config:
+            raise ValueError("it names no architecture")
+        have = TrainConfig.from_dict(config).flat()
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{label}: its card's config cannot be read ({e})") from None
+    differ = [
+        f"{k} {have[k]!r}, not {v!r}"
+        for k, v in want.flat().items()
+        if k not in HOW_RUN and k != "augment" and have[k] != v
+    ]
+    if differ:
+        raise CheckpointError(f"{label} was not trained as `{shipped_command(name)}` trains: " + "; ".join(differ))
+    card = {**ck.card, "name": name, "command": shipped_command(name), "preset": preset}
+    if ck.card.get("command") != card["command"]:
+        card["trained_as"] = ck.card.get("trained_as") or ck.card.get("command")
+    if note:
+        card["note"] = note
+    return save_checkpoint(ck.model, card, Path(directory) / f"{name}.safetensors")
