@@ -9,7 +9,18 @@ import pytest
 import torch
 
 from fmnist.checkpoints import load_checkpoint
-from scripts.ensemble_table import Member, accuracy, forward_selection, main, markdown, run, vote
+from scripts.ensemble_table import (
+    Member,
+    accuracy,
+    declared,
+    forward_selection,
+    main,
+    markdown,
+    markdown_declared,
+    run,
+    run_declared,
+    vote,
+)
 
 ROOT_CKPT = "checkpoints"
 
@@ -97,3 +108,38 @@ def test_a_missing_or_broken_checkpoint_is_one_line(tmp_path):
     for path in (tmp_path / "nope.safetensors", bad):
         with pytest.raises(SystemExit, match=r"^error: .*(no checkpoint at|not a valid fmnist checkpoint)"):
             main([str(path)])
+
+
+def test_a_declared_vote_reports_what_each_member_adds_and_chooses_nothing():
+    a = member("a", [], [[0.9, 0.1, 0, 0], [0.1, 0.9, 0, 0], [0, 0.6, 0.4, 0], [0, 0, 0.6, 0.4]])  # 2 of 4
+    b = member("b", [], [[0.2, 0.8, 0, 0], [0.6, 0.4, 0, 0], [0, 0, 0.9, 0.1], [0, 0, 0.2, 0.8]])  # 2 of 4
+    c = member("c", [], [[1.0, 0, 0, 0]] * 4)  # 1 of 4
+    res = declared([a, b, c], Y)
+    assert res["members"] == ["a", "b", "c"] and res["test"] == accuracy(vote([a, b, c], "test"), Y) == 0.75
+    assert res["singles"] == [{"name": "a", "test": 0.5}, {"name": "b", "test": 0.5}, {"name": "c", "test": 0.25}]
+    assert [(r["without"], r["test"], r["adds"]) for r in res["without"]] == [
+        ("a", 0.25, 0.5),  # b and c: 1 of 4
+        ("b", 0.25, 0.5),
+        ("c", 1.0, -0.25),  # a member that costs the vote an image: kept (nothing is chosen), and shown
+    ]
+    assert declared([a], Y)["without"] == []
+    table = markdown_declared(res)
+    assert "| a + b + c | **75.00%** | |" in table and "| without c | 100.00% | -25.00 points |" in table
+    assert "| without a | 25.00% | +50.00 points |" in table
+    assert "| member alone | test |" in table and "| c | 25.00% |" in table
+
+
+def test_a_declared_vote_of_shipped_checkpoints_equals_the_clis(ds, capsys):
+    from fmnist.artifacts import make_ensemble
+
+    names = ("quick", "mlp")  # mlp trained on all 60,000 images: no split to choose on
+    paths = [Path(f"{ROOT_CKPT}/{n}.safetensors") for n in names]
+    res = run_declared(paths, ds)
+    members = [load_checkpoint(p) for p in paths]
+    assert res["test"] == pytest.approx(make_ensemble(members, "soft", data=ds)[1].accuracy, abs=1e-4)
+    assert res["singles"][1]["test"] == pytest.approx(members[1].card["metrics"]["test"]["accuracy"], abs=1e-4)
+    assert "cpu_flags" in res["machine"]
+    assert main(["--declared", *map(str, paths)]) == 0
+    assert capsys.readouterr().out.startswith("| soft vote, fixed beforehand | test | the member adds |")
+    with pytest.raises(SystemExit, match="^error: --declared needs the vote's checkpoints$"):
+        main(["--declared"])
