@@ -123,20 +123,27 @@ def test_a_declared_vote_reports_what_each_member_adds_and_chooses_nothing():
         ("c", 1.0, -0.25),  # a member that costs the vote an image: kept (nothing is chosen), and shown
     ]
     assert declared([a], Y)["without"] == []
+    assert [r["without"] for r in declared([a, b], Y)["without"]] == ["a", "b"]  # two members: each one's share
     table = markdown_declared(res)
     assert "| a + b + c | **75.00%** | |" in table and "| without c | 100.00% | -25.00 points |" in table
     assert "| without a | 25.00% | +50.00 points |" in table
     assert "| member alone | test |" in table and "| c | 25.00% |" in table
 
 
-def test_a_declared_vote_of_shipped_checkpoints_equals_the_clis(ds, capsys):
+def test_a_declared_vote_of_shipped_checkpoints_equals_the_clis(ds, capsys, tmp_path):
     from fmnist.artifacts import make_ensemble
+    from fmnist.checkpoints import save_checkpoint
+    from fmnist.evaluate import evaluate_test
 
-    names = ("quick", "mlp")  # mlp trained on all 60,000 images: no split to choose on
-    paths = [Path(f"{ROOT_CKPT}/{n}.safetensors") for n in names]
+    quick = load_checkpoint(f"{ROOT_CKPT}/quick.safetensors")  # its weights, answering with flip TTA
+    qflip = save_checkpoint(
+        quick.model, {**quick.card, "config": {**quick.card["config"], "tta_flip": True}}, tmp_path / "qflip"
+    )
+    paths = [qflip, Path(f"{ROOT_CKPT}/mlp.safetensors")]  # mlp trained on all 60,000 images: no split to choose on
     res = run_declared(paths, ds)
     members = [load_checkpoint(p) for p in paths]
     assert res["test"] == pytest.approx(make_ensemble(members, "soft", data=ds)[1].accuracy, abs=1e-4)
+    assert res["singles"][0]["test"] == pytest.approx(evaluate_test(quick.model, tta_flip=True, data=ds).accuracy)
     assert res["singles"][1]["test"] == pytest.approx(members[1].card["metrics"]["test"]["accuracy"], abs=1e-4)
     assert "cpu_flags" in res["machine"]
     assert main(["--declared", *map(str, paths)]) == 0

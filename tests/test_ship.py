@@ -19,6 +19,8 @@ def shipped(monkeypatch):
         monkeypatch.setitem(checkpoints.SHIPPED, name, TINY)
     monkeypatch.setitem(checkpoints.SHIPPED, "tiny-vote", "ensemble a.safetensors b.safetensors --link")
     monkeypatch.setitem(checkpoints.SHIPPED, "tiny3", TINY.replace("--epochs 1", "--epochs 2"))
+    monkeypatch.setitem(checkpoints.SHIPPED, "tiny4", TINY.replace("--epochs 1", "--epochs 2 --erase 0.5"))
+    monkeypatch.setitem(checkpoints.SHIPPED, "tinyq", "train --preset quick --epochs 1 --subset 300")
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +62,17 @@ def test_shipping_a_shipped_file_again_keeps_the_command_that_ran_and_its_note(r
     assert read_card(same)["trained_as"] == made_by and "note" in read_card(same)
 
 
+def test_the_card_names_the_shipped_commands_preset_and_adds_no_trained_as_when_nothing_differs(shipped, tmp_path):
+    src = tmp_path / "q.safetensors"
+    assert main(["train", "--arch", "quickcnn", "--epochs", "1", "--subset", "300", "--out", str(src)]) == 0
+    assert read_card(src)["preset"] is None  # trained by naming the architecture: the quick preset's recipe
+    assert read_card(ship(src, "tinyq", tmp_path / "a"))["preset"] == "quick"
+    ck = load_checkpoint(src)
+    own = {k: v for k, v in ck.card.items() if k != "trained_as"} | {"command": shipped_command("tinyq")}
+    made_here = save_checkpoint(ck.model, own, tmp_path / "b" / "tinyq.safetensors")  # written by its own command
+    assert "trained_as" not in read_card(ship(made_here, "tinyq", tmp_path / "c"))
+
+
 def test_a_preset_command_is_read_by_the_clis_own_parser():
     cfg, preset = shipped_config("keras3-full")
     assert preset == "keras3" and cfg.arch == "keras3" and cfg.patience is None  # `--patience 0` turns it off
@@ -73,6 +86,9 @@ def test_a_run_of_other_options_is_refused_naming_each_difference(run, shipped, 
     command = shipped_command("tiny3")
     assert str(e.value) == f"mlp-run.safetensors was not trained as `{command}` trains: epochs 1, not 2"
     assert not list(tmp_path.iterdir())  # nothing written
+    with pytest.raises(CheckpointError) as e:
+        ship(run, "tiny4", tmp_path)
+    assert str(e.value).endswith(" trains: epochs 1, not 2; erase 0.0, not 0.5")  # each option once, by its own name
 
 
 @pytest.mark.parametrize(
