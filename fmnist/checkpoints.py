@@ -61,8 +61,9 @@ SHIPPED: dict[str, str] = {
     "photo-vote": "ensemble checkpoints/photo.safetensors checkpoints/best.safetensors --vote soft --link",  # Predict's
     # first choice for photos: the soft vote of the two (docs/RESULTS.md, "Photos from a phone"), linked: the
     # file holds their names and checksums, not a second copy of their weights
-    "cnn2-k5": """train --preset cnn2 --model-kwargs '{"kernel_size": 5}'""",  # ensemble member
-    "cnn2-k7": """train --preset cnn2 --model-kwargs '{"kernel_size": 7}'""",  # ensemble member
+    # ensemble members, trained (2026-11-23) when the cnn2 recipe still restored its best epoch
+    "cnn2-k5": """train --preset cnn2 --restore-best --model-kwargs '{"kernel_size": 5}'""",
+    "cnn2-k7": """train --preset cnn2 --restore-best --model-kwargs '{"kernel_size": 7}'""",
     "ensemble": "ensemble checkpoints/cnn2.safetensors checkpoints/cnn2-k5.safetensors "
     "checkpoints/cnn2-k7.safetensors --vote majority --link",  # the report's majority vote
 }

@@ -30,6 +30,9 @@ def main(names: list[str]) -> None:
     for name in names or [n for n in SHIPPED if not SHIPPED[n].startswith("ensemble ")]:
         path = ROOT / "checkpoints" / f"{name}.safetensors"
         ck = load_checkpoint(path)
+        if not ck.card.get("config", {}).get("val_fraction"):
+            print(json.dumps({"name": name, "skipped": "no validation split to fit a temperature on"}))
+            continue
         before = {k: v.clone() for k, v in ck.model.state_dict().items()}
         t = fit_for(ck.model, ck.card["config"], ds)
         ev = evaluate_test(ck.model, tta_flip=ck.tta_flip, data=ds)

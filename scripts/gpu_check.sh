@@ -72,7 +72,7 @@ step quick-budget-reached "f\"{r['status']}: {r['message'][:60]}\"" -- \
 step student-budget "f\"{r['test_accuracy']:.2%} test, {r['train_time_s']} s training\"" -- \
   "$PY" "${T[@]}" --preset student "${SMALL[@]}" --out "$OUT/student"
 if [ "$SMOKE" = 1 ]; then
-  skip best-budget "smoke run (the ResNet's test-set evaluation alone takes a minute on a CPU)"
+  skip best-budget "smoke run (the best model's test-set evaluation alone takes a minute on a CPU)"
 else
   step best-budget "f\"{r['test_accuracy']:.2%} test, {r['train_time_s']} s, {r['message'][:70]}\"" -- \
     "$PY" "${T[@]}" --preset best --time-budget "$BEST_BUDGET" --out "$OUT/best"

@@ -12,8 +12,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fmnist.artifacts import recipe_differences  # noqa: E402
 from fmnist.checkpoints import SHIPPED, list_checkpoints, read_card  # noqa: E402
+from fmnist.config import make_config, trainable_models  # noqa: E402
 from fmnist.models import get_spec  # noqa: E402
+
+
+def own_recipe(card: dict) -> bool:
+    """Whether the card's model was trained by its architecture's public recipe, which the claim is about."""
+    if card["arch"] not in trainable_models():
+        return False
+    try:
+        return not recipe_differences(card, make_config(recipe=card["arch"]))
+    except (TypeError, ValueError):
+        return False
 
 
 def main() -> None:
@@ -29,7 +41,8 @@ def main() -> None:
         dates.add(str(card.get("created", ""))[:10])
         cpus.add((card.get("machine") or {}).get("cpu") or "not recorded")
         spec = get_spec(card["arch"])
-        claim = f"{spec.reported:.1f}%" if spec.reported and name == card["arch"] else "-"  # claims are per recipe
+        r = spec.reported
+        claim = (f"{r:.1f}%" if round(r, 1) == r else f"{r:.2f}%") if r and own_recipe(card) else "-"  # per recipe
         t = card.get("train_time_s")
         time_s = f"{t / 60:.1f} min" if t and t >= 120 else (f"{t:.0f} s" if t else "-")
         if card["arch"] == "ensemble":

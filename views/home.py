@@ -60,6 +60,7 @@ def param_counts() -> dict[str, int]:
 SHIPPED_AS = {"quickcnn": "quick", "resnet": "best"}  # the shipped checkpoint of each architecture
 cards = {e.name: e.card for e in available_models() if e.ref.kind == "file"}
 measured = {name: cards.get(SHIPPED_AS.get(name, name), {}) for name in list_models()}
+measured = {name: card if card.get("arch") == name else {} for name, card in measured.items()}  # not another model
 rows = []
 for name in list_models():
     spec, card = get_spec(name), measured.get(name, {})
