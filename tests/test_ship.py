@@ -146,7 +146,10 @@ def _config(**change):
         ({"config": {"arch": "mlp", "colour": 1}}, "mlp-run.safetensors: its card's config cannot be read"),
         ({"config": None}, "mlp-run.safetensors: its card's config cannot be read (it names no architecture)"),
         ({"config": {"epochs": 1}}, "mlp-run.safetensors: its card's config cannot be read (it names no architecture)"),
-        (_config(arch="cnn2"), "mlp-run.safetensors: its card's config cannot be read (its weights are a 'mlp' with"),
+        (
+            _config(arch="cnn2"),
+            "mlp-run.safetensors: its card's config cannot be read (its weights are a 'mlp' with {},",
+        ),
         (_config(model_kwargs={"hidden": 64}), "mlp-run.safetensors: its card's config cannot be read (its weights"),
     ],
 )
