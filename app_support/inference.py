@@ -41,8 +41,8 @@ def preprocessed(data: bytes, max_pixels: int = MAX_PIXELS) -> Preprocessed:
 # saved answers a photo, and the page gives each one's reason. A cut-out garment is not a catalogue image.
 PHOTO_MODELS = {
     "photo-vote": (
-        "it is the soft vote of the photo model (trained on images made to look like that) and best (the most "
-        "accurate on catalogue images), which got more photos right together than either alone"
+        "it is the soft vote of the photo model (trained on images made to look like that) and resnet64 (the same "
+        "network trained on catalogue images), which got more photos right together than either alone"
     ),
     "photo": "this model was trained on images made to look like that",
 }

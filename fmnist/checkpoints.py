@@ -56,11 +56,14 @@ SHIPPED: dict[str, str] = {
     "keras3-full": "train --preset keras3 --patience 0",  # the same model, all 50 epochs
     "cnn3bn": "train --preset cnn3bn",  # "99.4%" (MNIST digits, see docs/RESULTS.md)
     "quick": "train --preset quick",  # the classroom demo
-    "best": "train --preset best",  # ResNet-9-style, flip TTA
-    "photo": "train --preset photo",  # Predict's model for photos: best's network, photo-like training images
-    "photo-vote": "ensemble checkpoints/photo.safetensors checkpoints/best.safetensors --vote soft --link",  # Predict's
-    # first choice for photos: the soft vote of the two (docs/RESULTS.md, "Photos from a phone"), linked: the
-    # file holds their names and checksums, not a second copy of their weights
+    "best": "train --preset best",  # pre-activation ResNet-20 with Cutout: 95.51% in its source (hysts)
+    "resnet64": "train --preset resnet64",  # the best model before it: ResNet-9-style, flip TTA
+    "photo": "train --preset photo",  # Predict's model for photos: resnet64's network, photo-like training images
+    "photo-vote": "ensemble checkpoints/photo.safetensors checkpoints/resnet64.safetensors --vote soft --link",
+    # Predict's first choice for photos: the soft vote of the two (docs/RESULTS.md, "Photos from a phone"),
+    # linked: the file holds their names and checksums, not a second copy of their weights
+    "best-vote": "ensemble checkpoints/best.safetensors checkpoints/resnet64.safetensors "
+    "checkpoints/photo.safetensors --vote soft --link",  # the three strongest, fixed beforehand (issue 23)
     # ensemble members, trained (2026-11-23) when the cnn2 recipe still restored its best epoch
     "cnn2-k5": """train --preset cnn2 --restore-best --model-kwargs '{"kernel_size": 5}'""",
     "cnn2-k7": """train --preset cnn2 --restore-best --model-kwargs '{"kernel_size": 7}'""",

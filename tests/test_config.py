@@ -141,13 +141,16 @@ def test_trainable_models_are_the_trainable_specs():
     assert all(get_spec(n).trainable for n in names)
 
 
-def test_presets_quick_and_best():
+def test_presets_quick_best_and_resnet64():
     assert DEFAULT_PRESET == "quick" and "quickcnn" not in PRESETS
-    assert PRESETS["quick"]["arch"] == "quickcnn" and PRESETS["best"]["arch"] == "resnet"
-    best, resnet = PRESETS["best"], PRESETS["resnet"]
+    assert PRESETS["quick"]["arch"] == "quickcnn"
+    assert PRESETS["best"] == PRESETS["preact20"] and PRESETS["best"] is not PRESETS["preact20"]  # its own copy
+    assert make_config(preset="best") == make_config(recipe="preact20")  # `--preset best` trains `--arch preact20`
+    assert (PRESETS["best"]["epochs"], PRESETS["best"]["val_fraction"]) == (200, 0.0)  # the source's: all 60k, 200
+    resnet64, resnet = PRESETS["resnet64"], PRESETS["resnet"]
     same = lambda d: {k: v for k, v in d.items() if k not in ("epochs", "label_smoothing", "augment")}
-    assert same(best) == same(resnet) and best["epochs"] > resnet["epochs"]
-    assert best["augment"]["erase_size"] == 12 and best["augment"]["erase"] == 1.0  # Cutout on every image
+    assert same(resnet64) == same(resnet) and (resnet64["epochs"], resnet64["label_smoothing"]) == (64, 0.2)
+    assert resnet64["augment"]["erase_size"] == 12 and resnet64["augment"]["erase"] == 1.0  # Cutout on every image
     assert make_config().arch == "quickcnn"  # no preset and no recipe: the default preset
 
 
@@ -268,11 +271,11 @@ def test_the_student_preset_is_quick_on_5000_images_and_changes_nothing_of_quick
     assert shared == []  # no dict that one preset could change for both
 
 
-def test_the_photo_preset_is_the_resnet_recipe_run_bests_epochs_with_photo_like_images():
+def test_the_photo_preset_is_the_resnet_recipe_run_resnet64s_epochs_with_photo_like_images():
     photo, resnet = PRESETS["photo"], PRESETS["resnet"]
     same = {k: v for k, v in resnet.items() if k not in ("augment", "epochs")}
     assert {k: v for k, v in photo.items() if k not in ("augment", "epochs")} == same
-    assert photo["epochs"] == PRESETS["best"]["epochs"] == 64 and resnet["epochs"] == 24
+    assert photo["epochs"] == PRESETS["resnet64"]["epochs"] == 64 and resnet["epochs"] == 24
     assert photo["augment"] == {"flip": True, "shift": 0.1, "rotate": 12.0, "zoom": 0.1, "erase": 0.5, "photo": 0.5}
     cfg = make_config(preset="photo", photo=0.2, crop=2, erase_value=0.5)
     assert (cfg.augment.photo, cfg.augment.crop, cfg.augment.erase_value, cfg.augment.rotate) == (0.2, 2, 0.5, 12.0)

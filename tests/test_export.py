@@ -13,7 +13,8 @@ from fmnist.cli import main
 from fmnist.runtime import predict_logits
 
 
-@pytest.mark.parametrize("name", ["quick", "best", "mlp", "ensemble"])  # conv + BN, flip TTA, dense, a vote
+# conv + BN, pre-activation blocks, flip TTA, dense, a vote
+@pytest.mark.parametrize("name", ["quick", "best", "resnet64", "mlp", "ensemble"])
 def test_onnx_matches_pytorch_on_100_test_images(name, ds, tmp_path, capsys):
     path = ROOT / "checkpoints" / f"{name}.safetensors"
     assert main(["export", str(path), "--out", str(tmp_path / name), "--json"]) == 0

@@ -50,9 +50,9 @@ def test_every_trained_checkpoint_is_what_its_shipped_command_trains(name):
     assert card["status"] in ("finished", "early_stopped") and card.get("preset") in (preset, None)
 
 
-def test_best_model_predicts_with_flip_tta(ds):
-    """The card's config says tta_flip; loading must honour it, and it must matter."""
-    ck = load_checkpoint(ROOT / "checkpoints" / "best.safetensors")
+def test_a_model_trained_with_flip_tta_predicts_with_it(ds):
+    """resnet64's card's config says tta_flip; loading must honour it, and it must matter."""
+    ck = load_checkpoint(ROOT / "checkpoints" / "resnet64.safetensors")
     assert ck.card["config"]["tta_flip"] is True and ck.tta_flip is True
     x, y = ds.test_images[:N], ds.test_labels[:N]
     with_tta = evaluate(ck.model, x, y, tta_flip=True)

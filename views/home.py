@@ -57,7 +57,7 @@ def param_counts() -> dict[str, int]:
     return {name: param_count(name) for name in list_models()}
 
 
-SHIPPED_AS = {"quickcnn": "quick", "resnet": "best"}  # the shipped checkpoint of each architecture
+SHIPPED_AS = {"quickcnn": "quick", "resnet": "resnet64", "preact20": "best"}  # each architecture's shipped checkpoint
 cards = {e.name: e.card for e in available_models() if e.ref.kind == "file"}
 measured = {name: cards.get(SHIPPED_AS.get(name, name), {}) for name in list_models()}
 measured = {name: card if card.get("arch") == name else {} for name, card in measured.items()}  # not another model
