@@ -12,10 +12,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fmnist.artifacts import recipe_differences  # noqa: E402
 from fmnist.checkpoints import SHIPPED, list_checkpoints, read_card  # noqa: E402
 from fmnist.config import make_config, trainable_models  # noqa: E402
 from fmnist.models import get_spec  # noqa: E402
+from fmnist.shipping import recipe_differences  # noqa: E402
 
 
 def own_recipe(card: dict) -> bool:

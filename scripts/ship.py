@@ -7,7 +7,7 @@ trained in pieces (`train --snapshot`), on another machine, or before a preset t
 card then carries NAME and the shipped command (what tests/test_shipped.py checks), keeps the command
 that ran as `trained_as`, and `--note` says how it ran. Refused in one line unless the run finished and
 its options are those the shipped command trains (device, precision and log_every aside): see
-fmnist.artifacts.ship. A vote is not shipped by copy: its own `python -m fmnist ensemble` command writes it,
+fmnist.shipping.ship. A vote is not shipped by copy: its own `python -m fmnist ensemble` command writes it,
 and a vote that links NAME is named after a replace, to be made again (its checksum of NAME no longer holds).
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from fmnist.artifacts import ship, votes_linking  # noqa: E402
 from fmnist.checkpoints import CheckpointError, shipped_command  # noqa: E402
 from fmnist.config import ConfigError  # noqa: E402
+from fmnist.shipping import ship, votes_linking  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

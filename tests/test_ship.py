@@ -1,11 +1,10 @@
-"""Shipping a trained checkpoint under its SHIPPED name (fmnist.artifacts.ship, scripts/ship.py)."""
+"""Shipping a trained checkpoint under its SHIPPED name (fmnist.shipping.ship, scripts/ship.py)."""
 
 import pytest
 from safetensors.torch import load_file
 from ship import main as ship_main
 
 from fmnist import checkpoints
-from fmnist.artifacts import HOW_RUN, SHIPPABLE, ship, shipped_config, votes_linking
 from fmnist.checkpoints import (
     CheckpointError,
     CheckpointExists,
@@ -15,6 +14,7 @@ from fmnist.checkpoints import (
     shipped_command,
 )
 from fmnist.cli import main
+from fmnist.shipping import HOW_RUN, SHIPPABLE, ship, shipped_config, votes_linking
 
 TINY = "train --arch mlp --epochs 1 --subset 500 --seed 3"  # the shipped command of a test's "tiny"
 

@@ -3,10 +3,10 @@
 import pytest
 
 from conftest import ROOT
-from fmnist.artifacts import recipe_differences, shipped_config
 from fmnist.checkpoints import SHIPPED, list_checkpoints, load_checkpoint, read_card, shipped_command
 from fmnist.config import preset_config
 from fmnist.evaluate import evaluate
+from fmnist.shipping import recipe_differences, shipped_config
 from fmnist.train import train
 
 PATHS = [ROOT / "checkpoints" / f"{n}.safetensors" for n in SHIPPED]
