@@ -59,8 +59,8 @@ def param_counts() -> dict[str, int]:
 
 SHIPPED_AS = {"quickcnn": "quick", "resnet": "resnet64", "preact20": "best"}  # each architecture's shipped checkpoint
 cards = {e.name: e.card for e in available_models() if e.ref.kind == "file"}
-measured = {name: cards.get(SHIPPED_AS.get(name, name), {}) for name in list_models()}
-measured = {name: card if card.get("arch") == name else {} for name, card in measured.items()}  # not another model
+shipped = {name: cards.get(SHIPPED_AS.get(name, name), {}) for name in list_models()}
+measured = {name: card for name, card in shipped.items() if card.get("arch") == name}  # never another model's card
 rows = []
 for name in list_models():
     spec, card = get_spec(name), measured.get(name, {})
