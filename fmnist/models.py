@@ -413,7 +413,7 @@ class ResNet(nn.Module):
     source="this project (ResNet18 reaches 94.9% in Zalando's benchmark)",
 )
 def resnet(widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.0) -> nn.Module:
-    """ResNet-9-style net (32-64-128-256, residual blocks): the zoo's best single model."""
+    """ResNet-9-style net (32-64-128-256, residual blocks); the shipped resnet64 is it run 64 epochs."""
     return ResNet(tuple(widths), dropout)
 
 
