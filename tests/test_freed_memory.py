@@ -13,13 +13,17 @@ from scripts import freed_memory
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_each_side_runs_in_its_own_process_and_the_kept_side_takes_no_fresh_pages(capsys):
-    assert freed_memory.main(["--steps", "3", "--pairs", "1", "--batch-size", "64", "--json"]) == 0
+    assert freed_memory.main(["--steps", "10", "--pairs", "1", "--batch-size", "128", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["arch"] == "cnn2" and report["batch_size"] == 64 and report["steps"] == 3
+    assert report["arch"] == "cnn2" and report["batch_size"] == 128 and report["steps"] == 10
     assert report["precision"] == "fp32"
     default, kept = report["runs"]["default"], report["runs"]["kept"]
     assert len(default) == len(kept) == 1
-    assert kept[0]["faults_per_step"] < 20  # the trainer kept its freed blocks
+    # The trainer kept its freed blocks: glibc's defaults cost a median of about 2,000 faults a step
+    # here. Kept, 13 runs of this call on 2026-12-06 gave 0 to 135 (the heap still grows now and
+    # then), and CI once saw 113 over 3 steps, so the bound is not 20. The default side is not
+    # bounded below: glibc's dynamic mmap threshold sometimes settles it at 0 too.
+    assert kept[0]["faults_per_step"] < 500
     assert report["speedup"] == pytest.approx(kept[0]["images_per_s"] / default[0]["images_per_s"])
     assert report["machine"]["cores"] >= 1
 
