@@ -128,9 +128,8 @@ def config_form(disabled: bool) -> TrainConfig | None:
     else:
         with st.expander("Augmentation, regularisation, early stopping, seed, precision"):
             values.update(_rows(MORE, base, prefix, disabled))
-    model_kwargs = base_cfg.model_kwargs if arch == base_cfg.arch else {}
-    try:
-        return preset_config(preset, arch=arch, model_kwargs=model_kwargs, log_every=5, **values)
+    try:  # another architecture than the preset's drops the preset's architecture options (fmnist.config)
+        return preset_config(preset, arch=arch, log_every=5, **values)
     except ConfigError as e:
         st.error(f"Invalid setting: {e}")
         return None

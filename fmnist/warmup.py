@@ -17,12 +17,14 @@ import time
 import torch
 
 from .config import preset_config
+from .data import load_dataset
 from .runtime import pick_precision, predict_logits
 from .train import Trainer
 
 STEPS = 3  # enough for every layer's forward and backward kernels to be made
 
 seconds: float | None = None  # how long the warm-up took here; None if it failed
+data_loaded = False  # whether the dataset is loaded here, for the workers to share
 
 
 def warm_up(preset: str = "student", steps: int = STEPS) -> float:
@@ -42,7 +44,20 @@ def warm_up(preset: str = "student", steps: int = STEPS) -> float:
     return time.perf_counter() - t0
 
 
+def preload_data() -> bool:
+    """Load the dataset (where `load_dataset` looks by default) once, here: every worker forked from
+    this server then finds it loaded, sharing its pages, instead of reading, decompressing and
+    checking the four files itself (0.26-0.36 s of each student run on a 2-core AMD EPYC). A worker
+    given another folder loads that one itself. False, without raising, when it cannot be loaded."""
+    try:
+        load_dataset()
+    except Exception:  # the worker will say why, in one line, when it loads the data itself
+        return False
+    return True
+
+
 try:
     seconds = warm_up()
 except Exception:  # an optimisation only: the workers start cold
     seconds = None
+data_loaded = preload_data()

@@ -257,18 +257,32 @@ def test_links_sweeps_and_flags_share_the_parser(capsys):
         _option_overrides(parser().parse_args(["train", "--epochs", "2.5"]))
 
 
-def test_the_student_preset_is_quick_on_5000_images_and_changes_nothing_of_quick():
+def test_the_student_preset_is_quick_on_5000_images_with_narrower_stages_and_changes_nothing_of_quick():
     from dataclasses import replace
 
     quick, student = make_config(preset="quick"), make_config(preset="student")
     assert quick.subset is None and student.subset == 5000
-    assert replace(student, subset=None) == quick  # every other option is quick's
+    assert quick.model_kwargs == {} and student.model_kwargs == {"widths": [16, 48, 192]}
+    assert replace(student, subset=None, model_kwargs={}) == quick  # every other option is quick's
     _, recipe = base_recipe("student")
     recipe.setdefault("augment", {})["flip"] = True  # a caller changing its copy
     recipe["epochs"] = 99
     assert make_config(preset="quick") == quick and make_config(preset="student") == student
     shared = [k for k, v in PRESETS["quick"].items() if isinstance(v, dict) and PRESETS["student"].get(k) is v]
     assert shared == []  # no dict that one preset could change for both
+
+
+def test_another_architecture_drops_the_recipes_architecture_options_unless_given():
+    """The student's widths are quickcnn's: a student who picks the MLP gets an MLP, not an error."""
+    assert make_config(preset="student", arch="mlp").model_kwargs == {}
+    assert make_config(preset="student", arch="quickcnn").model_kwargs == {"widths": [16, 48, 192]}
+    assert make_config(preset="cnn3bn", arch="cnn2").model_kwargs == {}
+    assert make_config(preset="cnn3bn").model_kwargs == {"keras_order": True}
+    assert make_config(preset="student", arch="cnn2", model_kwargs={"kernel_size": 5}).model_kwargs == {
+        "kernel_size": 5
+    }
+    assert make_config(preset="student", model_kwargs={"widths": [8, 8, 8]}).model_kwargs == {"widths": [8, 8, 8]}
+    assert make_config(recipe="cnn3bn", arch="cnn3bn").model_kwargs == {"keras_order": True}
 
 
 def test_the_photo_preset_is_the_resnet_recipe_run_resnet64s_epochs_with_photo_like_images():

@@ -378,11 +378,24 @@ def test_workers_fork_from_a_server_that_trained_a_few_steps_on_one_thread_and_n
 
     assert "fmnist.warmup" in WORKER_PRELOAD and "fmnist.train" in WORKER_PRELOAD
     code = (
-        "import torch, fmnist.warmup as w; "
-        "print(w.seconds is not None and w.seconds > 0, torch.get_num_threads(), torch.cuda.is_initialized())"
+        "import torch, fmnist.warmup as w, fmnist.data as d; "
+        "print(w.seconds is not None and w.seconds > 0, torch.get_num_threads(), torch.cuda.is_initialized(), "
+        "w.data_loaded, d._load.cache_info().currsize)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.split() == ["True", "1", "False"], out.stderr[-500:]
+    assert out.stdout.split() == ["True", "1", "False", "True", "1"], out.stderr[-500:]  # the dataset loaded, once
+
+
+def test_a_fork_server_whose_dataset_is_broken_still_starts_and_leaves_the_error_to_the_worker(tmp_path):
+    from fmnist.data import FILES
+
+    for img, lab, _ in FILES.values():
+        for name in (img, lab):
+            (tmp_path / name).write_bytes(b"not gzip")
+    code = "import fmnist.warmup as w; print(w.seconds is not None, w.data_loaded)"
+    env = {**os.environ, "FMNIST_DATA_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and out.stdout.split() == ["True", "False"], out.stderr[-500:]
 
 
 FORKSERVER_PID = """
