@@ -352,7 +352,7 @@ def keras3(kernel_size: int = 3) -> nn.Module:
     source="this project",
 )
 def quickcnn(widths: tuple[int, int, int] = (32, 64, 128)) -> nn.Module:
-    """Small BatchNorm CNN (32-64-128) built for the quick classroom demo."""
+    """Small BatchNorm CNN (32-64-128) built for the quick classroom demo; the student preset runs it 16-48-192."""
     a, b, c = widths
     return nn.Sequential(
         conv_bn(1, a),

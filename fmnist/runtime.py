@@ -98,6 +98,12 @@ def machine() -> dict[str, object]:
     }
 
 
+def machine_line(m: dict[str, object] | None = None) -> str:
+    """'AMD EPYC, 2 cores, flags avx2, avx512f': how every timing's caption names the machine (default: this one)."""
+    m = machine() if m is None else m
+    return f"{m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags']) or 'none'}"  # type: ignore[arg-type]
+
+
 def pick_precision(precision: str, device: torch.device) -> str:
     """'auto' becomes bf16 where the device computes it natively, else fp32."""
     if precision != "auto":

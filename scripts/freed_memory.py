@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fmnist.runtime import keep_freed_memory, machine  # noqa: E402
+from fmnist.runtime import keep_freed_memory, machine, machine_line  # noqa: E402
 
 SIDES = ("default", "kept")
 
@@ -110,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     m = report["machine"]
     print(
-        f"{a.arch}, {a.precision}, batch {a.batch_size}, {a.steps} steps a process, {a.pairs} pairs; "
-        f"{m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags']) or 'none'}"
+        f"{a.arch}, {a.precision}, batch {a.batch_size}, {a.steps} steps a process, {a.pairs} pairs; {machine_line(m)}"
     )
     for side in SIDES:
         each = ", ".join(f"{r['images_per_s']:,.0f}" for r in runs[side])

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fmnist.data import find_data_dir  # noqa: E402
-from fmnist.runtime import machine  # noqa: E402
+from fmnist.runtime import machine, machine_line  # noqa: E402
 
 # The seed's model and training, as its report describes it, reading the same gz files as ours.
 KERAS = """
@@ -88,7 +88,7 @@ def main() -> int:
         accs["ours"].append(json.loads(text)["test_accuracy"])
     m = machine()
     report = {
-        "machine": f"{m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags'])}",
+        "machine": machine_line(m),
         "ours_precision": a.precision,
         "epochs": a.epochs,
         "keras_s": keras_s,

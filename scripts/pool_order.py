@@ -11,6 +11,7 @@ batches (the first round is warm-up), and prints the medians with the CPU flags 
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -20,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fmnist.config import TrainConfig
+from fmnist.config import ConfigError, TrainConfig
 from fmnist.data import load_dataset
-from fmnist.runtime import machine
+from fmnist.runtime import machine, machine_line
 from fmnist.train import Trainer
 
 
@@ -36,10 +37,18 @@ def textbook(model: torch.nn.Module) -> int:
     return swapped
 
 
-def main() -> int:
-    arch, precision, batch = (sys.argv[1:] + ["cnn2", "fp32", "128"][len(sys.argv) - 1 :])[:3]
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("arch", nargs="?", default="cnn2")
+    ap.add_argument("precision", nargs="?", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("batch", nargs="?", type=int, default=128)
+    a = ap.parse_args(argv)
+    arch, precision = a.arch, a.precision
+    try:
+        cfg = TrainConfig(arch=arch, batch_size=a.batch, precision=precision)
+    except ConfigError as e:
+        ap.error(str(e))
     ds = load_dataset()
-    cfg = TrainConfig(arch=arch, batch_size=int(batch), precision=precision)
     trainers = {}
     for order in ("pool, then ReLU", "ReLU, then pool"):
         torch.manual_seed(0)
@@ -58,7 +67,7 @@ def main() -> int:
             speed[order].append(bs * n / (time.perf_counter() - t0))
     med = {k: statistics.median(v[1:]) for k, v in speed.items()}
     m = machine()
-    print(f"{m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags'])}; {arch}, {precision}, batch {bs}")
+    print(f"{machine_line(m)}; {arch}, {precision}, batch {bs}")
     for order, v in med.items():
         print(f"  {order}: {v:,.0f} images/s")
     print(f"  ratio: {med['pool, then ReLU'] / med['ReLU, then pool']:.2f}x")

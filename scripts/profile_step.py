@@ -15,7 +15,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fmnist.data import load_dataset
 from fmnist.models import create_model
-from fmnist.runtime import machine, to_input
+from fmnist.runtime import machine, machine_line, to_input
 
 
 def images_per_s(x_all, y_all, arch: str, channels_last: bool, bs: int, what: str, bf16: bool, n: int = 40) -> float:
@@ -44,7 +44,7 @@ def main() -> None:
     bf16 = "--bf16" in sys.argv
     ds = load_dataset()
     m = machine()
-    print(f"{m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags'])}; {'bf16' if bf16 else 'fp32'}; images/s")
+    print(f"{machine_line(m)}; {'bf16' if bf16 else 'fp32'}; images/s")
     for arch, bs in (("cnn2", 128), ("quickcnn", 256)):
         for cl in (False, True):
             row = {

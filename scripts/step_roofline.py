@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fmnist.config import explain_config
-from fmnist.runtime import machine
+from fmnist.runtime import machine, machine_line
 from fmnist.train import Trainer
 
 TRAIN_IMAGES = 54_000  # the 90/10 split of the 60,000 training images
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = a.epochs * -(-TRAIN_IMAGES // a.batch_size)
     m = machine()
     report = {
-        "machine": f"{m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags'])}, {m['torch_threads']} threads",
+        "machine": f"{machine_line(m)}, {m['torch_threads']} threads",
         "precision": "fp32",
         "arch": a.arch,
         "batch_size": a.batch_size,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fmnist.runtime import machine
+from fmnist.runtime import machine, machine_line
 
 
 def widths_arg(text: str) -> tuple[int, int, int]:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     m = report["machine"]
     print(
         f"student preset, {a.seeds} seeds a width, {a.procs} runs at a time, {'/'.join(report['precision'])}; "
-        f"{m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags']) or 'none'}"
+        f"{machine_line(m)}"
     )
     for row in report["widths"]:
         print(

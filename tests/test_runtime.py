@@ -231,3 +231,13 @@ def test_a_training_step_takes_no_fresh_pages_once_freed_memory_is_kept():
     out = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == "True"
     assert float(out[1]) < 20
+
+
+def test_the_machine_line_names_the_cpu_its_cores_and_flags():
+    m = {"cpu": "AMD EPYC", "cores": 2, "cpu_flags": ["avx2", "avx512f"]}
+    assert runtime.machine_line(m) == "AMD EPYC, 2 cores, flags avx2, avx512f"
+    assert runtime.machine_line({**m, "cpu_flags": []}) == "AMD EPYC, 2 cores, flags none"
+    here = runtime.machine()
+    assert runtime.machine_line() == runtime.machine_line(here) and runtime.machine_line().startswith(
+        f"{here['cpu']}, "
+    )
