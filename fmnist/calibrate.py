@@ -52,8 +52,9 @@ def validation_logits(model: nn.Module, config: dict, data: FashionMNIST) -> tup
 
     from .config import TrainConfig
 
-    # The split does not depend on the model, so "arch" is left out: an ensemble's is not one TrainConfig trains.
-    known = {f.name for f in fields(TrainConfig)} - {"arch"}
+    # The split does not depend on the model, so "arch" and its options are left out: an ensemble's arch is
+    # not one TrainConfig trains, and an architecture's options (the student's widths) are not the default's.
+    known = {f.name for f in fields(TrainConfig)} - {"arch", "model_kwargs"}
     cfg = TrainConfig.from_dict({k: v for k, v in config.items() if k in known})
     _, val_idx = split_indices(cfg, data.train_labels)
     if len(val_idx) == 0:

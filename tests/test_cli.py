@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import ROOT
@@ -55,6 +56,20 @@ def test_train_saves_checkpoint_with_card(trained):
     assert card["arch"] == "mlp" and card["config"]["subset"] == 2000
     assert 0.6 < card["metrics"]["test"]["accuracy"] < 1 and "subset1000_accuracy" in card["metrics"]["test"]
     assert card["command"].startswith("python -m fmnist train") and card["train_time_s"] > 0
+
+
+def test_the_student_preset_trains_and_saves_its_narrower_quickcnn(tmp_path, capsys):
+    """The preset's architecture options reach the model and the card, and the temperature fit after
+    training rebuilds the run's split without them (it failed there, after training, before saving)."""
+    out = tmp_path / "student.safetensors"
+    code, printed = run_json(
+        capsys, "train", "--preset", "student", "--epochs", "1", "--subset", "600", "--out", str(out)
+    )
+    assert code == 0 and printed["checkpoint"] == str(out)
+    ck = load_checkpoint(out)
+    assert ck.card["arch"] == "quickcnn" and ck.card["config"]["model_kwargs"] == {"widths": [16, 48, 192]}
+    assert [m.out_channels for m in ck.model.modules() if isinstance(m, torch.nn.Conv2d)] == [16, 48, 192]
+    assert 0.05 <= ck.card["temperature"] <= 20
 
 
 def test_train_refuses_to_overwrite(trained, capsys):
