@@ -37,11 +37,16 @@ def textbook(model: torch.nn.Module) -> int:
     return swapped
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("arch", nargs="?", default="cnn2")
     ap.add_argument("precision", nargs="?", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("batch", nargs="?", type=int, default=128)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser()
     a = ap.parse_args(argv)
     arch, precision = a.arch, a.precision
     try:

@@ -115,9 +115,12 @@ def test_a_runs_temperature_comes_from_its_own_validation_split(tiny_model, ds):
     assert not torch.allclose(flipped, logits)  # the run's own test-time flip is applied
     t = fit_for(tiny_model.model, config, ds)
     assert isinstance(t, float) and t == round(t, 4) and 0.05 <= t <= 20
-    with pytest.raises(ValueError, match=r"no validation split \(val_fraction 0\): no temperature can be fitted"):
+    with pytest.raises(
+        ValueError, match=r"^this run kept no validation split \(val_fraction 0\): no temperature can be fitted$"
+    ):
         validation_logits(tiny_model.model, {**config, "val_fraction": 0.0}, ds)
     # an architecture's options are not the split's: the student preset's quickcnn widths (a run of
     # `--preset student` failed here, after training, before it was saved)
     student = {**config, "arch": "quickcnn", "model_kwargs": {"widths": [16, 48, 192]}}
     assert torch.equal(validation_logits(tiny_model.model, student, ds)[0], logits)
+    assert torch.equal(validation_logits(tiny_model.model, {**config, "arch": "ensemble"}, ds)[0], logits)

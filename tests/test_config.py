@@ -283,6 +283,7 @@ def test_another_architecture_drops_the_recipes_architecture_options_unless_give
     }
     assert make_config(preset="student", model_kwargs={"widths": [8, 8, 8]}).model_kwargs == {"widths": [8, 8, 8]}
     assert make_config(recipe="cnn3bn", arch="cnn3bn").model_kwargs == {"keras_order": True}
+    assert make_config(preset="quick", arch="mlp").model_kwargs == {}  # a recipe without options
 
 
 def test_the_photo_preset_is_the_resnet_recipe_run_resnet64s_epochs_with_photo_like_images():

@@ -469,3 +469,19 @@ def test_a_worker_started_while_a_script_run_made_app_py_main_still_trains(monke
         assert job.wait(120) and job.state == "finished", job.snapshot().done
     finally:
         m.shutdown()
+
+
+def test_preload_data_loads_the_default_dataset_once_and_never_raises(monkeypatch):
+    """In this process: what the fork server does at import, with the loader replaced."""
+    from fmnist import warmup
+    from fmnist.data import DatasetError
+
+    calls = []
+    monkeypatch.setattr(warmup, "load_dataset", lambda *a: calls.append(a))
+    assert warmup.preload_data() is True and calls == [()]  # where load_dataset looks by default
+
+    def broken(*a):
+        raise DatasetError("Fashion-MNIST not found")
+
+    monkeypatch.setattr(warmup, "load_dataset", broken)
+    assert warmup.preload_data() is False

@@ -27,6 +27,16 @@ def test_it_times_both_orders_and_names_the_machine(capsys):
     assert out[2].startswith("  ReLU, then pool: ") and out[3].startswith("  ratio: ") and out[3].endswith("x")
 
 
+def test_the_defaults_are_cnn2_fp32_batch_128_and_bf16_is_a_choice(capsys):
+    a = pool_order.parser().parse_args([])
+    assert (a.arch, a.precision, a.batch) == ("cnn2", "fp32", 128)
+    b = pool_order.parser().parse_args(["keras2", "bf16", "32"])
+    assert (b.arch, b.precision, b.batch) == ("keras2", "bf16", 32)
+    with pytest.raises(SystemExit):
+        pool_order.parser().parse_args(["--help"])
+    assert " ".join(pool_order.__doc__.split("\n\n")[0].split()) in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

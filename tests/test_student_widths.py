@@ -110,3 +110,17 @@ def test_the_text_report_names_the_machine_and_each_width(monkeypatch, capsys):
         "1.00x",
     ]
     assert "16-48-192:" in out[2] and "+0.00 points" in out[2] and "training 2.56 s, 0.88x" in out[2]
+
+
+def test_one_run_in_this_process_trains_the_widths_with_the_seed_on_one_thread(monkeypatch):
+    import torch
+
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    a = student_widths.one_run(((8, 8, 16), 0, 300))
+    b = student_widths.one_run(((8, 8, 16), 1, 300))
+    assert threads == [1, 1]
+    assert a["widths"] == [8, 8, 16] and a["seed"] == 0 and b["seed"] == 1 and a["test_acc"] != b["test_acc"]
+    assert a["params"] == count_params(create_model("quickcnn", widths=[8, 8, 16]))
+    assert a["epochs"] == 4 and a["subset"] == 300 and a["train_s"] > 0 and a["precision"] in ("bf16", "fp32")
+    assert 0.1 < a["test_acc"] <= 1
