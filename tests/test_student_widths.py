@@ -86,8 +86,15 @@ def test_the_text_report_names_the_machine_and_each_width(monkeypatch, capsys):
         def map(self, fn, jobs, chunksize):
             return [fake(j) for j in jobs]
 
-    monkeypatch.setattr(student_widths.mp, "get_context", lambda method: type("Ctx", (), {"Pool": Pool}))
+    pools = []
+
+    def context(method):
+        assert method == "spawn"  # the same on Linux, macOS and Windows
+        return type("Ctx", (), {"Pool": lambda n: pools.append(n) or Pool(n)})
+
+    monkeypatch.setattr(student_widths.mp, "get_context", context)
     assert student_widths.main(["32,64,128", "16,48,192", "--seeds", "2"]) == 0
+    assert pools == [2]
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("student preset, 2 seeds a width, 2 runs at a time, bf16; ")
     assert out[1].split() == [
@@ -124,3 +131,40 @@ def test_one_run_in_this_process_trains_the_widths_with_the_seed_on_one_thread(m
     assert a["params"] == count_params(create_model("quickcnn", widths=[8, 8, 16]))
     assert a["epochs"] == 4 and a["subset"] == 300 and a["train_s"] > 0 and a["precision"] in ("bf16", "fp32")
     assert 0.1 < a["test_acc"] <= 1
+
+
+def test_the_defaults_are_20_seeds_two_at_a_time_and_the_help_says_what_each_option_is(monkeypatch, capsys):
+    jobs = []
+
+    class Pool:
+        def __init__(self, n):
+            jobs.append(n)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def map(self, fn, given, chunksize):
+            jobs.extend(given)
+            return [
+                {"widths": list(w), "seed": s, "test_acc": 0.8, "train_s": 1.0, "precision": "bf16"}
+                for w, s, _ in given
+            ]
+
+    monkeypatch.setattr(student_widths.mp, "get_context", lambda method: type("Ctx", (), {"Pool": Pool}))
+    assert student_widths.main(["16,48,192", "--json"]) == 0
+    assert jobs[0] == 2 and jobs[1:] == [((16, 48, 192), seed, None) for seed in range(20)]
+    assert json.loads(capsys.readouterr().out)["subset"] is None
+    with pytest.raises(SystemExit):
+        student_widths.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert " ".join(student_widths.__doc__.split("\n\n")[0].split()) in text
+    for said in [
+        "the first is the reference",
+        "seeds 0 to N-1",
+        "runs at a time, one thread each",
+        "(default: the preset's)",
+    ]:
+        assert said in text
