@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import time
 
 import pytest
 
@@ -11,6 +12,7 @@ from scripts import student_widths
 
 def test_a_width_is_three_whole_numbers():
     assert student_widths.widths_arg("16,48,192") == (16, 48, 192)
+    assert student_widths.widths_arg("1,1,1") == (1, 1, 1)  # the smallest network there is
     for bad in ["16,48", "16,48,192,4", "a,b,c", "16,0,192", ""]:
         with pytest.raises(argparse.ArgumentTypeError, match="three whole numbers above 0"):
             student_widths.widths_arg(bad)
@@ -147,6 +149,7 @@ def test_the_defaults_are_20_seeds_two_at_a_time_and_the_help_says_what_each_opt
             return False
 
         def map(self, fn, given, chunksize):
+            assert fn is student_widths.one_run and chunksize == 1  # one run at a time to each process
             jobs.extend(given)
             return [
                 {"widths": list(w), "seed": s, "test_acc": 0.8, "train_s": 1.0, "precision": "bf16"}
@@ -156,7 +159,12 @@ def test_the_defaults_are_20_seeds_two_at_a_time_and_the_help_says_what_each_opt
     monkeypatch.setattr(student_widths.mp, "get_context", lambda method: type("Ctx", (), {"Pool": Pool}))
     assert student_widths.main(["16,48,192", "--json"]) == 0
     assert jobs[0] == 2 and jobs[1:] == [((16, 48, 192), seed, None) for seed in range(20)]
-    assert json.loads(capsys.readouterr().out)["subset"] is None
+    report = json.loads(capsys.readouterr().out)
+    assert report["subset"] is None and report["date"] == time.strftime("%Y-%m-%d")
+    jobs.clear()
+    assert student_widths.main(["16,48,192", "--seeds", "1", "--procs", "1", "--json"]) == 0  # the least allowed
+    assert jobs == [1, ((16, 48, 192), 0, None)]
+    capsys.readouterr()
     with pytest.raises(SystemExit):
         student_widths.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
