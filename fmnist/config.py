@@ -315,7 +315,7 @@ PRESETS["photo"] = {
 }
 # A class of 30 queues on one server: the quick recipe on 5,000 balanced images, seconds per run, with
 # quickcnn's stages 16-48-192 wide instead of 32-64-128: the first stage's passes over 28x28 maps are most
-# of a step. Over 20 seeds each (scripts/student_widths.py; docs/RELIABILITY.md): training 1.28x faster,
+# of a step. Over 20 seeds each (scripts/student_widths.py; docs/RELIABILITY.md): training 1.29x faster,
 # test accuracy 84.69% against 84.85% on average, within the half point the class may lose.
 PRESETS["student"] = {**copy.deepcopy(PRESETS["quick"]), "subset": 5000, "model_kwargs": {"widths": [16, 48, 192]}}
 
