@@ -356,7 +356,7 @@ def explain_config(
     """
     source, d = base_recipe(preset, recipe)
     given = {k: v for k, v in overrides.items() if v is not None}
-    if given.get("arch", d.get("arch")) != d.get("arch"):
+    if "arch" in given and given["arch"] != d.get("arch"):
         d.pop("model_kwargs", None)  # the recipe's architecture options are its own architecture's
     for f in fields(TrainConfig):  # an optional option given as 0 is turned off (--patience 0)
         if f.default is None and given.get(f.name) == 0:

@@ -42,18 +42,17 @@ def one_run(job: tuple[tuple[int, int, int], int, int | None]) -> dict:
 
     from fmnist.config import preset_config
     from fmnist.data import load_dataset
+    from fmnist.evaluate import metrics_from_logits
     from fmnist.runtime import predict_logits
     from fmnist.train import iter_training
 
     widths, seed, subset = job
     torch.set_num_threads(1)
     ds = load_dataset()
-    extra = {"subset": subset} if subset else {}
-    cfg = preset_config("student", seed=seed, model_kwargs={"widths": list(widths)}, **extra)
+    cfg = preset_config("student", seed=seed, subset=subset, model_kwargs={"widths": list(widths)})
     *_, done = iter_training(cfg, ds)  # the last event is the DoneEvent
     result = done.result
-    logits = predict_logits(result.model, ds.test_images)
-    acc = (logits.argmax(1) == ds.test_labels).float().mean().item()
+    acc = metrics_from_logits(predict_logits(result.model, ds.test_images), ds.test_labels).accuracy
     return {
         "widths": list(widths),
         "seed": seed,

@@ -43,23 +43,23 @@ def test_the_summary_compares_each_width_with_the_first():
 
 def test_each_width_and_seed_is_a_real_student_run(capsys):
     assert (
-        student_widths.main(["32,64,128", "8,8,16", "--seeds", "2", "--subset", "300", "--procs", "2", "--json"]) == 0
+        student_widths.main(["32,64,128", "16,16,32", "--seeds", "2", "--subset", "600", "--procs", "2", "--json"]) == 0
     )
     report = json.loads(capsys.readouterr().out)
-    assert report["seeds"] == 2 and report["subset"] == 300 and report["machine"]["cores"] >= 1
+    assert report["seeds"] == 2 and report["subset"] == 600 and report["machine"]["cores"] >= 1
     runs = report["runs"]
     assert sorted((tuple(r["widths"]), r["seed"]) for r in runs) == [
-        ((8, 8, 16), 0),
-        ((8, 8, 16), 1),
+        ((16, 16, 32), 0),
+        ((16, 16, 32), 1),
         ((32, 64, 128), 0),
         ((32, 64, 128), 1),
     ]
     for r in runs:  # the widths reached the model; the preset's 4 epochs on the subset
         assert r["params"] == count_params(create_model("quickcnn", widths=r["widths"]))
-        assert r["epochs"] == 4 and r["subset"] == 300 and 0.1 < r["test_acc"] <= 1
-    seeds = {r["seed"]: r["test_acc"] for r in runs if r["widths"] == [8, 8, 16]}
+        assert r["epochs"] == 4 and r["subset"] == 600 and 0.1 < r["test_acc"] <= 1
+    seeds = {r["seed"]: r["test_acc"] for r in runs if r["widths"] == [16, 16, 32]}
     assert seeds[0] != seeds[1]  # each seed is its own run
-    assert [row["widths"] for row in report["widths"]] == [[32, 64, 128], [8, 8, 16]]
+    assert [row["widths"] for row in report["widths"]] == [[32, 64, 128], [16, 16, 32]]
     assert report["widths"][1]["runs"] == 2 and report["precision"] in (["bf16"], ["fp32"])
 
 
@@ -126,12 +126,12 @@ def test_one_run_in_this_process_trains_the_widths_with_the_seed_on_one_thread(m
 
     threads = []
     monkeypatch.setattr(torch, "set_num_threads", threads.append)
-    a = student_widths.one_run(((8, 8, 16), 0, 300))
-    b = student_widths.one_run(((8, 8, 16), 1, 300))
+    a = student_widths.one_run(((16, 16, 32), 0, 600))
+    b = student_widths.one_run(((16, 16, 32), 1, 600))
     assert threads == [1, 1]
-    assert a["widths"] == [8, 8, 16] and a["seed"] == 0 and b["seed"] == 1 and a["test_acc"] != b["test_acc"]
-    assert a["params"] == count_params(create_model("quickcnn", widths=[8, 8, 16]))
-    assert a["epochs"] == 4 and a["subset"] == 300 and a["train_s"] > 0 and a["precision"] in ("bf16", "fp32")
+    assert a["widths"] == [16, 16, 32] and a["seed"] == 0 and b["seed"] == 1 and a["test_acc"] != b["test_acc"]
+    assert a["params"] == count_params(create_model("quickcnn", widths=[16, 16, 32]))
+    assert a["epochs"] == 4 and a["subset"] == 600 and a["train_s"] > 0 and a["precision"] in ("bf16", "fp32")
     assert 0.1 < a["test_acc"] <= 1
 
     # the accuracy is the share of the 10,000 test images the model gets right: a model right on all of them
@@ -142,7 +142,7 @@ def test_one_run_in_this_process_trains_the_widths_with_the_seed_on_one_thread(m
     monkeypatch.setattr(
         runtime, "predict_logits", lambda model, images: torch.nn.functional.one_hot(labels, 10).float()
     )
-    assert student_widths.one_run(((8, 8, 16), 0, 300))["test_acc"] == 1.0
+    assert student_widths.one_run(((16, 16, 32), 0, 600))["test_acc"] == 1.0
 
 
 def test_the_defaults_are_20_seeds_two_at_a_time_and_the_help_says_what_each_option_is(monkeypatch, capsys):
