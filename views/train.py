@@ -46,7 +46,7 @@ if limits().describe():
     st.info(f"**Your teacher's limits for this room:** {limits().describe()}.", icon=":material/rule:")
 cfg = config_form(disabled=active)
 
-c1, c2, _, c4 = st.columns([1, 1, 2, 2])
+c1, c2, _, c4 = st.columns([3, 2, 3, 4])  # wide enough for "Start training" on a 1280 px screen
 with c4:
     copy_link(TRAIN, train_params(st.session_state["tr_preset"]), key="tr_link")
 if c1.button(
