@@ -1,6 +1,8 @@
 """Real-browser tests: Streamlit served on localhost, driven by Playwright in Debian's Chromium."""
 
 import os
+import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -227,3 +229,37 @@ def test_the_camera_photographs_a_garment_and_the_verdict_appears(server, pw, pa
     expect(cam.get_by_text("2. Garment found")).to_be_visible()
     assert cam.locator("[data-testid=stException]").count() == 0
     browser.close()
+
+
+def _chromium_processes_at(nice: int) -> list[str]:
+    """The types ('browser', 'gpu-process', 'renderer', ...) of the Chromium processes at this nice value
+    (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text, args = stat.read_text(), (stat.parent / "cmdline").read_text().replace("\0", " ").split()
+        except OSError:  # it ended meanwhile
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if name == "chromium" and int(fields[16]) == nice:  # field 19 of stat: nice (crashpad handlers outlive it)
+            found.append(next((a[len("--type=") :] for a in args if a.startswith("--type=")), "browser"))
+    return found
+
+
+def test_a_browser_launched_nice_runs_every_process_at_that_priority(pw, server):
+    """The load tests' student tabs: the browser, and the renderers it starts later, all at nice 7."""
+    assert _chromium_processes_at(7) == []
+    laptops = launch(pw, nice=7)
+    page = laptops.new_page()
+    page.goto(f"{server}/predict")
+    page.get_by_text("Brush width").wait_for(timeout=120_000)  # a real page draws in a renderer
+    niced = _chromium_processes_at(7)
+    laptops.close()
+    assert {"browser", "gpu-process", "zygote", "renderer"} <= set(niced), niced  # none raised itself (as root: -8)
+    deadline = time.monotonic() + 20
+    while _chromium_processes_at(7) and time.monotonic() < deadline:  # its zygotes take a moment to exit
+        time.sleep(0.2)
+    assert _chromium_processes_at(7) == []
+    for bad in (-1, 20):
+        with pytest.raises(ValueError, match="nice is 1 to 19"):
+            launch(pw, nice=bad)
