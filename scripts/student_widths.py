@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fmnist.runtime import machine, machine_line
+from scripts.ablation import compare
 
 
 def widths_arg(text: str) -> tuple[int, int, int]:
@@ -67,25 +67,8 @@ def one_run(job: tuple[tuple[int, int, int], int, int | None]) -> dict:
 
 def summary(runs: list[dict], widths: list[tuple[int, int, int]]) -> list[dict]:
     """Per width: its runs' accuracy figures and median training time, each against the first width's."""
-    rows = []
-    for w in widths:
-        acc = [r["test_acc"] for r in runs if tuple(r["widths"]) == w]
-        secs = [r["train_s"] for r in runs if tuple(r["widths"]) == w]
-        rows.append(
-            {
-                "widths": list(w),
-                "runs": len(acc),
-                "mean": statistics.mean(acc),
-                "median": statistics.median(acc),
-                "sd": statistics.stdev(acc) if len(acc) > 1 else 0.0,
-                "lowest": min(acc),
-                "train_s": statistics.median(secs),
-            }
-        )
-    for row in rows:
-        row["points_vs_first"] = 100 * (row["mean"] - rows[0]["mean"])
-        row["faster_than_first"] = rows[0]["train_s"] / row["train_s"]
-    return rows
+    rows = compare(runs, widths, lambda r: tuple(r["widths"]))
+    return [{"widths": list(w), **row} for w, row in zip(widths, rows)]
 
 
 def main(argv: list[str] | None = None) -> int:
