@@ -263,3 +263,53 @@ def test_a_browser_launched_nice_runs_every_process_at_that_priority(pw, server)
     for bad in (-1, 20):
         with pytest.raises(ValueError, match="nice is 1 to 19"):
             launch(pw, nice=bad)
+
+
+class _Playwright:
+    """What launch hands Playwright: the executable and the arguments, recorded."""
+
+    def __init__(self):
+        self.chromium, self.calls = self, []
+
+    def launch(self, executable_path, args):
+        self.calls.append((executable_path, args))
+        return "browser"
+
+
+def test_launch_runs_debians_chromium_or_a_nice_wrapper_around_it(monkeypatch, tmp_path):
+    from scripts import browser
+
+    p = _Playwright()
+    assert browser.launch(p) == "browser" and p.calls == [(CHROMIUM, browser.CHROMIUM_ARGS)]
+    camera = tmp_path / "photo.y4m"
+    browser.launch(p, camera=camera)
+    assert p.calls[1] == (
+        CHROMIUM,
+        [
+            *browser.CHROMIUM_ARGS,
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}",
+        ],
+    )
+    keep_low = "setpriv --bounding-set=-sys_nice --inh-caps=-sys_nice "
+    for nice, root, has_euid, which, drops in [
+        (19, 0, True, True, True),  # the lowest priority there is; as root, the right to raise it is dropped
+        (1, 0, True, False, False),  # no setpriv: nice alone
+        (10, 1000, True, True, False),  # not root: Chromium cannot raise itself anyway
+        (10, 0, False, True, False),  # no geteuid (Windows): nice alone
+    ]:
+        monkeypatch.setattr(browser.os, "geteuid", lambda r=root: r, raising=False)
+        if not has_euid:
+            monkeypatch.delattr(browser.os, "geteuid")
+        monkeypatch.setattr(browser.shutil, "which", lambda name, w=which: f"/usr/bin/{name}" if w else None)
+        browser.launch(p, nice=nice)
+        executable, args = p.calls[-1]
+        wrapper = Path(executable)
+        assert args == browser.CHROMIUM_ARGS and wrapper.name == "chromium"
+        assert wrapper.parent.name.startswith("fmnist-chromium-") and wrapper.stat().st_mode & 0o777 == 0o755
+        prefix = keep_low if drops else ""
+        assert wrapper.read_text() == f'#!/bin/sh\nexec {prefix}nice -n {nice} {CHROMIUM} "$@"\n'
+    for bad in (-1, 20):
+        with pytest.raises(ValueError, match=f"^nice is 1 to 19, got {bad}$"):
+            browser.launch(p, nice=bad)
